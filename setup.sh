@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Creates .venv with everything ws3d-jax needs. Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# open3d's wheel links against libusb-1.0, a system library that slim images lack.
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if command -v apt-get >/dev/null; then
+    echo "setup: installing libusb-1.0-0 (needed by open3d)"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null
+  else
+    echo "setup: open3d needs the system library libusb-1.0 (package libusb-1.0-0); install it" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for c in python3.11 python3; do command -v "$c" >/dev/null && { PY=$c; break; }; done
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+# Skip pip entirely when the pinned set is already installed (keeps re-runs fast).
+stamp=.venv/.requirements.sha
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
