@@ -1,0 +1,94 @@
+"""Flax modules over the sparse ops. Each takes voxel features plus the batch ``Geometry``."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ws3d_jax.sparse import ops
+from ws3d_jax.sparse.kernel_map import NUM_OFFSETS, Geometry
+
+# He initialisation over the kernel's fan-in (offsets x input channels).
+_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+
+
+class SubMConv3d(nn.Module):
+  """Submanifold 3x3x3 convolution at one level: outputs only where inputs are."""
+  features: int
+  impl: str = 'pairs'  # 'pairs' or 'dense', see ops.py
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, geom: Geometry, level: int):
+    w = self.param('kernel', _kernel_init, (NUM_OFFSETS, x.shape[-1], self.features), jnp.float32)
+    x, w = x.astype(self.dtype), w.astype(self.dtype)
+    if self.impl == 'pairs':
+      pairs = geom.pairs[level]
+      if pairs is None:
+        raise ValueError(f"level {level} has no pair map: build the geometry with a chunk size for it "
+                         "or use impl='dense'")
+      return ops.submanifold_conv_pairs(x, w, pairs)
+    if self.impl == 'dense':
+      return ops.submanifold_conv_dense(x, w, geom.levels[level].nbr)
+    raise ValueError(f"unknown convolution impl {self.impl!r}; use 'pairs' or 'dense'")
+
+
+class StridedConv3d(nn.Module):
+  """2x2x2 stride-2 convolution from level l to level l+1."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, geom: Geometry, level: int):
+    w = self.param('kernel', _kernel_init, (8, x.shape[-1], self.features), jnp.float32)
+    return ops.strided_conv(x.astype(self.dtype), w.astype(self.dtype), geom.down[level])
+
+
+class TransposedConv3d(nn.Module):
+  """2x2x2 transposed convolution from level l+1 back onto the voxels of level l."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, geom: Geometry, level: int):
+    w = self.param('kernel', _kernel_init, (8, x.shape[-1], self.features), jnp.float32)
+    return ops.transposed_conv(x.astype(self.dtype), w.astype(self.dtype), geom.down[level])
+
+
+class MaskedBatchNorm(nn.Module):
+  """BatchNorm whose statistics count only real voxels; padding rows come out as zeros.
+
+  ``axis_name`` makes the statistics global over a pmap axis (cross-device BN).
+  """
+  use_running_average: bool | None = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, mask, use_running_average: bool | None = None):
+    use_ra = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
+    c = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
+    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    m = mask[:, None].astype(jnp.float32)
+    xf = x.astype(jnp.float32)
+    if use_ra:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      count = self._sum(m.sum())
+      mean = self._sum((xf * m).sum(axis=0)) / jnp.maximum(count, 1.0)
+      # Two passes, not E[x^2] - E[x]^2: float32 cancellation is real at these magnitudes.
+      var = self._sum((jnp.square(xf - mean) * m).sum(axis=0)) / jnp.maximum(count, 1.0)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    return (y * m).astype(x.dtype)
+
+  def _sum(self, v):
+    return jax.lax.psum(v, self.axis_name) if self.axis_name else v
