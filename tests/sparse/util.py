@@ -1,6 +1,7 @@
 """Random sparse scenes and their dense-grid twins, for testing layers against lax convolutions."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -31,10 +32,13 @@ def make_batch(scenes, num_levels=3, headroom=1.0, chunk=8, profile=None):
   return batch, geom, caps
 
 
+_build_jit = jax.jit(kernel_map.build_geometry, static_argnums=(4, 5, 6))
+
+
 def build(batch, caps, chunk):
-  return kernel_map.build_geometry(jnp.asarray(batch.coords), jnp.asarray(batch.voxel_valid),
-                                   jnp.asarray(batch.point2voxel), jnp.asarray(batch.point_valid),
-                                   caps.voxels, caps.pairs, (chunk,) * len(caps.voxels))
+  return _build_jit(jnp.asarray(batch.coords), jnp.asarray(batch.voxel_valid),
+                    jnp.asarray(batch.point2voxel), jnp.asarray(batch.point_valid),
+                    caps.voxels, caps.pairs, (chunk,) * len(caps.voxels))
 
 
 def densify(coords, feats, valid, shape):

@@ -63,7 +63,7 @@ def _parse_header(f, path) -> tuple[str, list]:
 
 
 def _read_lists(buf: memoryview, offset: int, count: int, count_t: str, item_t: str,
-                order: str, path) -> tuple[np.ndarray | list, int]:
+                order: str) -> tuple[np.ndarray | list, int]:
   """Reads `count` lists; fast path when all lists have the first list's length (meshes)."""
   if count == 0:
     return np.zeros((0, 0), order + item_t), offset
@@ -104,7 +104,7 @@ def read_ply(path: str | os.PathLike, elements: tuple[str, ...] | None = None
     elif len(props) == 1:
       prop, (count_t, item_t) = props[0]
       try:
-        values, offset = _read_lists(buf, offset, count, count_t, item_t, order, path)
+        values, offset = _read_lists(buf, offset, count, count_t, item_t, order)
       except ValueError as e:  # np.frombuffer past the end
         raise ValueError(f'{path}: truncated PLY in list element {name!r}: {e}') from None
       out[name] = {prop: values}

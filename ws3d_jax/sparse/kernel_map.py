@@ -78,29 +78,28 @@ def level_from_coords(coords: jnp.ndarray, valid: jnp.ndarray) -> Level:
 
 
 def submanifold_neighbors(coords, valid, hi, lo) -> jnp.ndarray:
-  """(N, 27) neighbour rows. Nine searches, not 27: the three z-neighbours of a column are
-  adjacent in key order, so one search for z-1 finds all three within two rows."""
+  """(N, 27) neighbour rows. Nine searches per voxel, not 27: the three z-neighbours of an
+  (x, y) column are adjacent in key order, so one search for z-1 finds all three within the
+  next three rows. All nine columns go through one vectorised search (one loop to compile)."""
   n = coords.shape[0]
   c = coords.astype(jnp.int32)
-  b, x, y, z = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
-  columns = []
-  for dx in (-1, 0, 1):
-    for dy in (-1, 0, 1):
-      qx, qy = x + dx, y + dy
-      in_range = valid & (qx >= 0) & (qx <= K.MAX_COORD) & (qy >= 0) & (qy <= K.MAX_COORD)
-      q_hi = (b.astype(jnp.uint32) << K.COORD_BITS) | qx.astype(jnp.uint32)
-      q_y = qy.astype(jnp.uint32) << K.COORD_BITS
-      start = K.searchsorted(hi, lo, q_hi, q_y | jnp.maximum(z - 1, 0).astype(jnp.uint32))
-      cand = jnp.minimum(start[:, None] + jnp.arange(3, dtype=jnp.int32), n - 1)
-      cand_hi, cand_lo = hi[cand], lo[cand]
-      for dz in (-1, 0, 1):
-        tz = z + dz
-        target_lo = q_y | jnp.clip(tz, 0, K.MAX_COORD).astype(jnp.uint32)
-        match = (cand_hi == q_hi[:, None]) & (cand_lo == target_lo[:, None])
-        found = match.any(axis=1) & in_range & (tz >= 0) & (tz <= K.MAX_COORD)
-        row = jnp.take_along_axis(cand, jnp.argmax(match, axis=1)[:, None], axis=1)[:, 0]
-        columns.append(jnp.where(found, row, n))
-  return jnp.stack(columns, axis=1).astype(jnp.int32)
+  b, x, y, z = (c[:, i:i + 1] for i in range(4))  # (N, 1) each
+  dxy = OFFSETS[::3, :2]  # the nine (dx, dy) columns in offset order
+  qx, qy = x + dxy[:, 0], y + dxy[:, 1]  # (N, 9)
+  in_range = valid[:, None] & (qx >= 0) & (qx <= K.MAX_COORD) & (qy >= 0) & (qy <= K.MAX_COORD)
+  q_hi = (b.astype(jnp.uint32) << K.COORD_BITS) | qx.astype(jnp.uint32)
+  q_y = qy.astype(jnp.uint32) << K.COORD_BITS
+  start = K.searchsorted(hi, lo, q_hi.ravel(), (q_y | jnp.maximum(z - 1, 0).astype(jnp.uint32)).ravel())
+  cand = jnp.minimum(start.reshape(n, 9, 1) + jnp.arange(3, dtype=jnp.int32), n - 1)  # (N, 9, 3)
+  cand_hi, cand_lo = hi[cand], lo[cand]
+  tz = z[:, :, None] + jnp.array([-1, 0, 1], jnp.int32)  # (N, 1, 3) targets z-1, z, z+1
+  target_lo = q_y[:, :, None] | jnp.clip(tz, 0, K.MAX_COORD).astype(jnp.uint32)  # (N, 9, 3)
+  # match[n, col, dz, j]: candidate j holds the neighbour at (col, dz)
+  match = ((cand_hi[:, :, None, :] == q_hi[:, :, None, None])
+           & (cand_lo[:, :, None, :] == target_lo[..., None]))
+  found = match.any(-1) & in_range[..., None] & (tz >= 0) & (tz <= K.MAX_COORD)
+  row = jnp.take_along_axis(cand[:, :, None, :], jnp.argmax(match, -1)[..., None], -1)[..., 0]
+  return jnp.where(found, row, n).reshape(n, NUM_OFFSETS).astype(jnp.int32)
 
 
 def build_pairs(nbr: jnp.ndarray, pair_capacity: int, chunk: int) -> tuple[PairMap, jnp.ndarray]:
