@@ -2,6 +2,11 @@
 import os
 from pathlib import Path
 
+# Tests run tiny inputs, where XLA's compile time dwarfs run time: skip LLVM's costly passes.
+# (Set before jax is imported; the benchmarks never see this.)
+if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0').strip()
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

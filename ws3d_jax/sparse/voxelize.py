@@ -92,3 +92,19 @@ def collate(scenes: Sequence[VoxelizedScene], voxel_capacity: int, point_capacit
                      point2voxel=p2v, point_valid=np.arange(point_capacity) < num_points,
                      point_batch=point_batch,
                      num_points=np.array([len(s.point2voxel) for s in scenes], np.int32))
+
+
+def prepare_batch(scenes, voxel_size: float, profile, num_levels: int, names=None):
+  """Voxelizes (xyz, features) scenes, plans the bucket and pads: (SparseBatch, Capacities).
+
+  ``profile`` is a buckets.BucketProfile; see buckets.py for how it bounds recompilation.
+  """
+  from ws3d_jax.sparse import buckets  # local: buckets imports nothing from here, keep it that way
+
+  names = names or [f'scene {i}' for i in range(len(scenes))]
+  vox = [voxelize_scene(xyz, f, voxel_size, name) for (xyz, f), name in zip(scenes, names)]
+  coords = np.concatenate([np.concatenate([np.full((len(v.coords), 1), b, np.int32), v.coords], 1)
+                           for b, v in enumerate(vox)])
+  counts = buckets.count_structure(coords, sum(len(v.point2voxel) for v in vox), num_levels)
+  caps = profile.plan(counts)
+  return collate(vox, caps.voxels[0], caps.points), caps
