@@ -38,10 +38,11 @@ def knn(xyz: np.ndarray, k: int) -> Neighbours:
 
 
 def directed_edges(neighbours: Neighbours, radius: float = np.inf
-                   ) -> tuple[np.ndarray, np.ndarray]:
-  """(source, target) int32 arrays of the neighbour pairs closer than `radius`, no self pairs."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(source, target, distance) of the neighbour pairs within `radius`, no self pairs."""
   n, k = neighbours.index.shape
   source = np.repeat(np.arange(n, dtype=np.int32), k)
   target = neighbours.index.reshape(-1)
-  keep = (neighbours.distance.reshape(-1) <= radius) & (source != target)
-  return source[keep], target[keep]
+  distance = neighbours.distance.reshape(-1)
+  keep = (distance <= radius) & (source != target)
+  return source[keep], target[keep], distance[keep]

@@ -102,72 +102,40 @@ def _attach_to_smooth(region: np.ndarray, edge_mask: np.ndarray, index: np.ndarr
   return out
 
 
-def split_oversized(xyz: np.ndarray, region: np.ndarray, max_extent: float) -> np.ndarray:
-  """Cuts each region wider than max_extent on an axis into a grid of equal cells.
+def merge_small(region: np.ndarray, normals: np.ndarray, neighbours: Neighbours,
+                min_size: int, max_edge_length: float = np.inf,
+                max_rounds: int = 10) -> np.ndarray:
+  """Merges every region of fewer than min_size points into a neighbouring region.
 
-  The grid is fitted to each region's own bounding box (ceil(extent / max_extent) cells per
-  axis), so cuts fall evenly instead of shaving slivers off at a global grid's lines.
-  Returns (N,) int64 ids, not contiguous.
+  Each round, every small region joins the neighbour region across its most similar link (the
+  neighbour pair with the smallest normal angle, links longer than max_edge_length only as a
+  last resort). That is Boruvka's step of a minimum spanning tree, so the merges are the ones
+  a Felzenszwalb-Huttenlocher pass over the sorted links would make: a noisy fragment joins
+  the surface it continues rather than the one it happens to touch most. Merging into the
+  region with most links instead costs ScanNet about 4 points of purity. Rounds repeat while
+  merged groups are still small; a region without any neighbour stays on its own.
   """
-  region = contiguous(region).astype(np.int64)
-  lo, hi = _region_bounds(xyz, region)
-  extent = hi - lo
-  cells = np.maximum(np.ceil(extent / max_extent), 1).astype(np.int64)      # (Q, 3)
-  cell_size = np.where(extent > 0, extent / cells, 1.0)
-  cell = np.floor((xyz - lo[region]) / cell_size[region]).astype(np.int64)
-  cell = np.clip(cell, 0, cells[region] - 1)
-  c = cells[region]
-  linear = cell[:, 0] + c[:, 0] * (cell[:, 1] + c[:, 1] * cell[:, 2])
-  first_cell = np.concatenate([[0], np.cumsum(cells.prod(axis=1))[:-1]])
-  return first_cell[region] + linear
-
-
-def _region_bounds(xyz: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-region (Q, 3) min and max corners, for contiguous ids."""
-  order = np.argsort(region, kind='stable')
-  starts = np.flatnonzero(np.r_[True, np.diff(region[order]) != 0])
-  sorted_xyz = np.asarray(xyz, np.float64)[order]
-  return (np.minimum.reduceat(sorted_xyz, starts, axis=0),
-          np.maximum.reduceat(sorted_xyz, starts, axis=0))
-
-
-def merge_small(region: np.ndarray, neighbours: Neighbours, min_size: int,
-                max_rounds: int = 8) -> np.ndarray:
-  """Merges regions with fewer than min_size points into a neighbouring region.
-
-  A small region joins the large neighbour region its points link to most often. Rounds
-  repeat so that small regions surrounded by small ones are reached once their neighbours
-  have joined a large region. Small regions that never reach a large one (an isolated patch of
-  fragments) finally join their most-linked small neighbour, so the patch becomes one region;
-  a region without any neighbour stays on its own.
-  """
+  source, target = directed_edges(neighbours)
+  cost = 1.0 - np.abs(np.einsum('nd,nd->n', normals[source], normals[target]))
+  cost += 2.0 * (neighbours.distance.reshape(-1)[_kept_edges(neighbours)] > max_edge_length)
   region = contiguous(region).astype(np.int64)
   for _ in range(max_rounds):
-    source, target = _merge_targets(region, neighbours, min_size, into_small=False)
-    if len(source) == 0:
+    small = np.bincount(region) < min_size
+    a, b = region[source], region[target]
+    crossing = small[a] & (a != b)
+    if not crossing.any():
       break
-    region = _merge(region, source, target)
-  source, target = _merge_targets(region, neighbours, min_size, into_small=True)
-  return _merge(region, source, target)
+    a, b, c = a[crossing], b[crossing], cost[crossing]
+    order = np.lexsort((c, a))
+    cheapest = order[a[order] != np.r_[-1, a[order][:-1]]]
+    region = _merge(region, a[cheapest], b[cheapest])
+  return region
 
 
-def _merge_targets(region: np.ndarray, neighbours: Neighbours, min_size: int,
-                   into_small: bool) -> tuple[np.ndarray, np.ndarray]:
-  """(small region, most-linked neighbour region) pairs, one per small region with one.
-
-  Targets are large regions only, or (into_small) small regions only.
-  """
-  small = np.bincount(region) < min_size
-  point, other = directed_edges(neighbours)
-  a, b = region[point], region[other]
-  keep = small[a] & (a != b) & (small[b] == into_small)
-  q = len(small)
-  pair, count = np.unique(a[keep] * q + b[keep], return_counts=True)
-  a, b = pair // q, pair % q
-  order = np.lexsort((count, a))
-  last_of_each = a[order] != np.r_[a[order][1:], -1]
-  best = order[last_of_each]
-  return a[best], b[best]
+def _kept_edges(neighbours: Neighbours) -> np.ndarray:
+  """Mask over the flattened (N, k) neighbour table of the entries directed_edges keeps."""
+  n, k = neighbours.index.shape
+  return neighbours.index.reshape(-1) != np.repeat(np.arange(n), k)
 
 
 def _merge(region: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -176,6 +144,52 @@ def _merge(region: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.nda
   links = sparse.csr_matrix((np.ones(len(source), np.int8), (source, target)), shape=(q, q))
   _, group = csgraph.connected_components(links, directed=True, connection='weak')
   return group[region].astype(np.int64)
+
+
+def split_large(xyz: np.ndarray, region: np.ndarray, max_points: int, max_extent: float,
+                min_size: int = 1, max_levels: int = 24) -> np.ndarray:
+  """Halves regions at the median of their longest axis until each holds at most max_points
+  points and spans at most max_extent metres (k-d tree style).
+
+  Median cuts give halves of equal count, so no slivers; regions of fewer than 2 * min_size
+  points are not cut for their extent alone, so that the halves are not below min_size.
+  """
+  xyz = np.asarray(xyz, np.float64)
+  region = contiguous(region).astype(np.int64)
+  for _ in range(max_levels):
+    count = np.bincount(region)
+    lo, hi = _region_bounds(xyz, region)
+    extent = hi - lo
+    cut = (count > max_points) | ((extent.max(axis=1) > max_extent) & (count >= 2 * min_size))
+    if not cut.any():
+      break
+    region = _halve(xyz, region, cut, np.argmax(extent, axis=1), count)
+  return region
+
+
+def _halve(xyz: np.ndarray, region: np.ndarray, cut: np.ndarray, axis: np.ndarray,
+           count: np.ndarray) -> np.ndarray:
+  """Moves the upper half (by coordinate on the region's axis) of each cut region to a new id."""
+  points = np.flatnonzero(cut[region])
+  r = region[points]
+  coordinate = xyz[points, axis[r]]
+  order = np.lexsort((coordinate, r))
+  first_of_region = np.searchsorted(r[order], r[order], side='left')
+  rank = np.arange(len(order)) - first_of_region
+  upper = points[order[rank >= count[r[order]] // 2]]
+  new_id = np.cumsum(cut) - 1 + len(cut)   # fresh ids after the current ones
+  out = region.copy()
+  out[upper] = new_id[region[upper]]
+  return out
+
+
+def _region_bounds(xyz: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-region (Q, 3) min and max corners, for contiguous ids."""
+  order = np.argsort(region, kind='stable')
+  starts = np.flatnonzero(np.r_[True, np.diff(region[order]) != 0])
+  sorted_xyz = xyz[order]
+  return (np.minimum.reduceat(sorted_xyz, starts, axis=0),
+          np.maximum.reduceat(sorted_xyz, starts, axis=0))
 
 
 def contiguous(region: np.ndarray) -> np.ndarray:

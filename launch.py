@@ -1,0 +1,37 @@
+"""Entry point: python launch.py --config=configs/<data set>.py[:<variant>] --workdir=DIR
+
+Any config field can be overridden on the command line, e.g. --config.train.steps=100.
+"""
+import importlib.util
+import logging as pylogging
+import os
+
+# On a CPU-only install, LLVM's -O1 compiles the sparse network ~2x faster than the default and
+# runs it no slower (docs/benchmarks.md). GPU installs keep XLA's defaults.
+_HAS_GPU_PLUGIN = any(importlib.util.find_spec(m) for m in ('jax_cuda12_plugin', 'jax_cuda13_plugin',
+                                                               'jax_rocm60_plugin'))
+if not _HAS_GPU_PLUGIN and '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=1').strip()
+
+from absl import app, flags, logging  # noqa: E402  (after XLA_FLAGS)
+from ml_collections import config_flags  # noqa: E402
+
+from ws3d_jax.train import trainer  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Training configuration file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/default', 'Directory for checkpoints, TensorBoard and eval output.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  # orbax narrates every checkpoint write at INFO; keep the console for training progress.
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname)
+  logging.info('config:\n%s', _CONFIG.value)
+  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
