@@ -13,7 +13,8 @@ _HAS_GPU_PLUGIN = any(importlib.util.find_spec(m) for m in ('jax_cuda12_plugin',
 if not _HAS_GPU_PLUGIN and '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=1').strip()
 
-from absl import app, flags, logging  # noqa: E402  (after XLA_FLAGS)
+import jax  # noqa: E402  (after XLA_FLAGS)
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from ws3d_jax.train import trainer  # noqa: E402
@@ -26,6 +27,11 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/default', 'Directory for checkpo
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  # Compiling the sparse network takes tens of seconds on a CPU; a re-run (or a resumed run)
+  # with the same buckets loads the executables from disk instead.
+  jax.config.update('jax_compilation_cache_dir', os.environ.get(
+      'WS3D_COMPILATION_CACHE', os.path.expanduser('~/.cache/ws3d_jax/xla')))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)
   # orbax narrates every checkpoint write at INFO; keep the console for training progress.
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname)

@@ -56,12 +56,15 @@ SCANNET_REL = 'scannet/scannet_instance_data/scene0000_00_vert.npy'
 DN = ('NDHWC', 'DHWIO', 'NDHWC')
 
 
+GROUPS = ('layers', 'updown', 'profile', 'network', 'by_level')
+
 # --- configuration --------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class Config:
   channels: tuple = (32, 64, 128, 256)
   dataflows: tuple = ('pairs', 'dense')
+  dense_max_channels: int = 1 << 30  # the 'dense' dataflow only up to this width (--quick: 32)
   strided_channels: int = 64
   warmup: int = 2
   reps: int = 10
@@ -76,15 +79,18 @@ class Config:
   by_level: bool = True
   scannet_network: bool = True
   check_grads: bool = True
+  profile: bool = True  # step-by-step profile of the pairs layer per width
+  xla_memory: bool = True  # XLA's memory analysis of each compiled layer (compiles it once more)
   layer_growth: float = 1.05  # capacity ladder for the single-layer workloads (tight padding)
   synthetic: bool = False
+  only: tuple = GROUPS  # which workload groups run
   synthetic_size: tuple = (64, 2048)  # LiDAR beams x azimuth steps for --synthetic
 
   @classmethod
   def quick(cls, **kw):
-    base = dict(channels=(32, 64), strided_channels=32, warmup=1, reps=3, net_reps=2, build_reps=2,
-                peer_reps=3, crop=(32, 32, 16), small_crop=(32, 32, 16), network='minkunet14',
-                train_step=False, by_level=False, scannet_network=False, check_grads=False)
+    base = dict(channels=(32, 64), dense_max_channels=32, strided_channels=32, xla_memory=False, profile=False,
+                warmup=1, reps=3, net_reps=2, build_reps=2, peer_reps=3, crop=(32, 32, 16), small_crop=(32, 32, 16),
+                network='minkunet14', train_step=False, by_level=False, scannet_network=False, check_grads=False)
     base.update(kw)
     return cls(**base)
 
@@ -109,6 +115,7 @@ def device_info(extended: bool = False) -> dict:
       'python': platform.python_version(),
       'platform': platform.platform(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
   }
   try:
     info['sched_cpus'] = len(os.sched_getaffinity(0))
@@ -180,6 +187,10 @@ class Memory:
 
 
 # --- timing ---------------------------------------------------------------------------------------
+
+def _sig(x: float, digits: int = 4) -> float:
+  return float(f'{x:.{digits}g}')
+
 
 def _summary(ts, first=None):
   ts = np.asarray(ts) * 1e3
@@ -357,36 +368,42 @@ def crop_error(prep: Prepared, channels: int, kinds, crop: tuple, check_grads: b
   result = {'scope': f'crop of the same scan: densest aligned {"x".join(map(str, crop))}-voxel block',
             'crop_voxels': int(len(block)), 'crop_side_pairs': int(counts.pairs[0]), 'channels': channels,
             'reference': 'lax.conv_general_dilated (precision HIGHEST) on the densified crop'}
+  # Every function takes the geometry as an argument: closed-over arrays would be folded as constants.
   for kind in kinds:
     if kind in ('pairs', 'dense'):
-      lin, lout, wshape = fine, fine, (27, channels, channels)
-      sparse_fn = ((lambda x, w: ops.submanifold_conv_pairs(x, w, geom.pairs[0])) if kind == 'pairs'
-                   else (lambda x, w: ops.submanifold_conv_dense(x, w, fine.nbr)))
-      dense_fn = lambda x, w: sample(conv(densify(fine, x, 0), w.reshape(3, 3, 3, channels, channels),
-                                          window_strides=(1, 1, 1), padding='SAME'), fine)
+      lin, lout, out_level, wshape = fine, fine, 0, (27, channels, channels)
+      sparse_fn = ((lambda x, w, gm: ops.submanifold_conv_pairs(x, w, gm.pairs[0])) if kind == 'pairs'
+                   else (lambda x, w, gm: ops.submanifold_conv_dense(x, w, gm.levels[0].nbr)))
+      dense_fn = lambda x, w, gm: sample(conv(densify(gm.levels[0], x, 0), w.reshape(3, 3, 3, channels, channels),
+                                              window_strides=(1, 1, 1), padding='SAME'), gm.levels[0])
     elif kind == 'strided':
-      lin, lout, wshape = fine, coarse, (8, channels, channels)
-      sparse_fn = lambda x, w: ops.strided_conv(x, w, geom.down[0])
-      dense_fn = lambda x, w: sample(conv(densify(fine, x, 0), w.reshape(2, 2, 2, channels, channels),
-                                          window_strides=(2, 2, 2), padding='VALID'), coarse)
+      lin, lout, out_level, wshape = fine, coarse, 1, (8, channels, channels)
+      sparse_fn = lambda x, w, gm: ops.strided_conv(x, w, gm.down[0])
+      dense_fn = lambda x, w, gm: sample(conv(densify(gm.levels[0], x, 0), w.reshape(2, 2, 2, channels, channels),
+                                              window_strides=(2, 2, 2), padding='VALID'), gm.levels[1])
     elif kind == 'transposed':
-      lin, lout, wshape = coarse, fine, (8, channels, channels)
-      sparse_fn = lambda x, w: ops.transposed_conv(x, w, geom.down[0])
-      dense_fn = lambda x, w: sample(conv(densify(coarse, x, 1),
-                                          w.reshape(2, 2, 2, channels, channels)[::-1, ::-1, ::-1],
-                                          window_strides=(1, 1, 1), padding=((1, 1),) * 3,
-                                          lhs_dilation=(2, 2, 2)), fine)
+      lin, lout, out_level, wshape = coarse, fine, 0, (8, channels, channels)
+      sparse_fn = lambda x, w, gm: ops.transposed_conv(x, w, gm.down[0])
+      dense_fn = lambda x, w, gm: sample(conv(densify(gm.levels[1], x, 1),
+                                              w.reshape(2, 2, 2, channels, channels)[::-1, ::-1, ::-1],
+                                              window_strides=(1, 1, 1), padding=((1, 1),) * 3,
+                                              lhs_dilation=(2, 2, 2)), gm.levels[0])
     else:
       raise ValueError(kind)
     x = rand(lin, channels)
     w = jnp.asarray(rng.standard_normal(wshape), jnp.float32) * scale
     probe = rand(lout, channels)
-    loss = lambda f: (lambda x, w: (jnp.sum(f(x, w) * lout.valid[:, None] * probe), f(x, w)))
+    def loss(f, lvl=out_level):
+      def fn(x, w, gm, probe):
+        out = f(x, w, gm)
+        return jnp.sum(out * gm.levels[lvl].valid[:, None] * probe), out
+      return fn
+
     if check_grads:
-      (_, out_s), g_s = jax.jit(jax.value_and_grad(loss(sparse_fn), argnums=(0, 1), has_aux=True))(x, w)
-      (_, out_d), g_d = jax.jit(jax.value_and_grad(loss(dense_fn), argnums=(0, 1), has_aux=True))(x, w)
+      (_, out_s), g_s = jax.jit(jax.value_and_grad(loss(sparse_fn), argnums=(0, 1), has_aux=True))(x, w, geom, probe)
+      (_, out_d), g_d = jax.jit(jax.value_and_grad(loss(dense_fn), argnums=(0, 1), has_aux=True))(x, w, geom, probe)
     else:
-      out_s, out_d = jax.jit(sparse_fn)(x, w), jax.jit(dense_fn)(x, w)
+      out_s, out_d = jax.jit(sparse_fn)(x, w, geom), jax.jit(dense_fn)(x, w, geom)
     vout, vin = np.asarray(lout.valid), np.asarray(lin.valid)
     entry = {'max_abs_err_fwd': float(np.abs(np.asarray(out_s) - np.asarray(out_d))[vout].max()),
              'ref_max_abs_fwd': float(np.abs(np.asarray(out_d))[vout].max())}
@@ -523,17 +540,19 @@ class Bench:
         crop = cfg.small_crop if c >= cfg.big_crop_channels else cfg.crop
         t0 = time.perf_counter()
         try:
-          errors = crop_error(prep, c, cfg.dataflows, crop, cfg.check_grads)
+          errors = crop_error(prep, c, [f for f in cfg.dataflows if f != 'dense' or c <= cfg.dense_max_channels],
+                              crop, cfg.check_grads)
         except Exception as e:  # noqa: BLE001
           traceback.print_exc()
           errors = {'status': 'error', 'message': f'{type(e).__name__}: {e}'}
         self.log(f'[bench] error check at {c} channels: {time.perf_counter() - t0:.1f} s')
       peer = {}
-      for impl in cfg.dataflows:
+      flows = [f for f in cfg.dataflows if f != 'dense' or c <= cfg.dense_max_channels]
+      for impl in flows:
         res = self._run(f'subm_c{c}_{impl}', self.submanifold, prep, c, impl, 0, errors, peer)
         res['spconv'] = peer_status
       pf = peer.get('result')
-      for impl in cfg.dataflows:
+      for impl in flows:
         res = next(r for r in self.results if r['name'] == f'subm_c{c}_{impl}')
         if res['status'] == 'ok' and pf and 'forward' in pf:
           res['ratio_ours_over_peer'] = {
@@ -591,14 +610,15 @@ class Bench:
     fwd_bwd = counted_jit(jax.value_and_grad(loss, argnums=(0, 1)), traces, 'forward_backward')
     res['forward'] = time_jax(fwd, (x, w) + op_args, cfg.warmup, cfg.reps)
     res['forward_backward'] = time_jax(fwd_bwd, (x, w) + op_args + (probe,), cfg.warmup, cfg.reps)
-    res['xla_temp_mb'] = {'forward': xla_temp_mb(fwd, (x, w) + op_args),
-                          'forward_backward': xla_temp_mb(fwd_bwd, (x, w) + op_args + (probe,))}
+    if cfg.xla_memory:
+      res['xla_temp_mb'] = {'forward': xla_temp_mb(fwd, (x, w) + op_args),
+                            'forward_backward': xla_temp_mb(fwd_bwd, (x, w) + op_args + (probe,))}
     flops = 2.0 * (real + side) * c * c
-    res['useful_gflop'] = {'forward': round(flops / 1e9, 3), 'forward_backward': round(3 * flops / 1e9, 3)}
-    res['executed_gflop'] = {'forward': round(2.0 * executed_rows * c * c / 1e9, 3)}
+    res['useful_gflop'] = {'forward': _sig(flops / 1e9), 'forward_backward': _sig(3 * flops / 1e9)}
+    res['executed_gflop'] = {'forward': _sig(2.0 * executed_rows * c * c / 1e9)}
     res['useful_gflops_per_s'] = {
-        'forward': round(flops / 1e9 / (res['forward']['median_ms'] / 1e3), 2),
-        'forward_backward': round(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3), 2)}
+        'forward': _sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3)),
+        'forward_backward': _sig(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3))}
     res['compile_count'] = dict(traces)
     if errors is not None:
       res['error'] = ({k: v for k, v in errors.items() if k not in cfg.dataflows} | errors.get(impl, {})
@@ -610,6 +630,71 @@ class Bench:
       peer['result']['wall_s'] = round(time.perf_counter() - t0, 1)
     if peer is not None:
       res['peer_torch'] = peer['result']
+    return res
+
+  # where the 'pairs' time goes -----------------------------------------------------------------
+
+  def profile_pairs(self, prep: Prepared, c: int):
+    """The pairs layer split into its steps, each a separate jitted function on the real maps, plus
+    a chunk-length sweep and a prototype that loops over chunks (no pairs x C temporaries)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ws3d_jax.sparse import kernel_map, ops
+    cfg = self.cfg
+    traces = {}
+    geom = geometry_builder(prep.caps, (None,), 1, traces, 'geometry')(*geometry_args(prep))
+    nbr = geom.levels[0].nbr
+    n = nbr.shape[0]
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((n, c)), jnp.float32) * geom.levels[0].valid[:, None]
+    w = jnp.asarray(rng.standard_normal((27, c, c)), jnp.float32) * math.sqrt(2.0 / (27 * c))
+    g = jnp.asarray(rng.standard_normal((n, c)), jnp.float32) * geom.levels[0].valid[:, None]
+    t = lambda f, *a: time_jax(jax.jit(f), a, cfg.warmup, cfg.reps)['median_ms']
+    zrow = lambda v: jnp.concatenate([v, jnp.zeros((1, v.shape[1]), v.dtype)])
+    build = jax.jit(kernel_map.build_pairs, static_argnums=(1, 2))
+    res = {'workload': f'profile of the pairs submanifold layer, C={c}', 'scene': prep.scene.name,
+           'note': 'each step timed alone (its own jit, fresh output buffer); sums exceed the fused total'}
+    chunk = chunk_for(c)
+    pm, _ = build(nbr, prep.caps.pairs[0], chunk)
+    gathered = zrow(x)[pm.in_idx]
+    wsel = w[pm.offset]
+    prod = jnp.einsum('pkc,pco->pko', gathered, wsel)
+    g_out = zrow(g)[pm.out_idx]
+    steps = {
+        'centre_matmul': t(lambda x, w: x @ w[13], x, w),
+        'gather_x': t(lambda x, i: zrow(x)[i], x, pm.in_idx),
+        'weight_per_chunk': t(lambda w, o: w[o], w, pm.offset),
+        'einsum': t(lambda a, b: jnp.einsum('pkc,pco->pko', a, b), gathered, wsel),
+        'scatter_add_out': t(lambda p, o: jnp.zeros((n, c), jnp.float32).at[o.reshape(-1)].add(
+            p.reshape(-1, c), mode='drop'), prod, pm.out_idx),
+        'bwd_gather_g': t(lambda g, o: zrow(g)[o], g, pm.out_idx),
+        'bwd_einsum_dx': t(lambda a, b: jnp.einsum('pko,pco->pkc', a, b), g_out, wsel),
+        'bwd_scatter_add_dx': t(lambda p, i: jnp.zeros((n, c), jnp.float32).at[i.reshape(-1)].add(
+            p.reshape(-1, c), mode='drop'), g_out, pm.in_idx),
+        'bwd_einsum_dw': t(lambda a, b: jnp.einsum('pkc,pko->pco', a, b), gathered, g_out),
+        'bwd_segment_sum_dw': t(lambda d, o: jax.ops.segment_sum(d, o, 27),
+                                jnp.einsum('pkc,pko->pco', gathered, g_out), pm.offset),
+        'reference_fresh_buffer_write': t(lambda a: a * 2.0, gathered),
+        'reference_sum_no_big_output': t(lambda a: jnp.sum(a * 2.0, axis=(0, 1)), gathered),
+    }
+    res['chunk'] = chunk
+    res['slots'] = int(pm.in_idx.size)
+    res['steps_ms'] = steps
+    del gathered, wsel, prod, g_out
+
+    fwd = lambda x, w, pm: ops.submanifold_conv_pairs(x, w, pm)
+    fb = jax.grad(lambda x, w, pm, g: jnp.sum(ops.submanifold_conv_pairs(x, w, pm) * g), argnums=(0, 1))
+    sweep = {}
+    for ch in (64, 256, 1024):
+      pm, _ = build(nbr, prep.caps.pairs[0], ch)
+      sweep[str(ch)] = {'chunks': int(pm.in_idx.shape[0]), 'forward_ms': t(fwd, x, w, pm),
+                        'forward_backward_ms': t(fb, x, w, pm, g),
+                        'scan_prototype_forward_ms': t(_conv_pairs_scan, x, w, pm)}
+    res['chunk_sweep'] = sweep
+    res['scan_prototype'] = ('lax.scan over chunks: gather chunk rows, matmul with w[offset], scatter-add '
+                             'into the carried output (forward only, exact same result)')
+    res['compile_count'] = dict(traces)
     return res
 
   # strided / transposed -------------------------------------------------------------------------
@@ -653,17 +738,18 @@ class Bench:
                           traces, 'forward_backward')
     res['forward'] = time_jax(fwd, (x, w, down), cfg.warmup, cfg.reps)
     res['forward_backward'] = time_jax(fwd_bwd, (x, w, down, probe), cfg.warmup, cfg.reps)
-    res['xla_temp_mb'] = {'forward': xla_temp_mb(fwd, (x, w, down)),
-                          'forward_backward': xla_temp_mb(fwd_bwd, (x, w, down, probe))}
+    if cfg.xla_memory:
+      res['xla_temp_mb'] = {'forward': xla_temp_mb(fwd, (x, w, down)),
+                            'forward_backward': xla_temp_mb(fwd_bwd, (x, w, down, probe))}
     n_fine, n_coarse = int(prep.counts.voxels[0]), int(prep.counts.voxels[1])
     res.update({'voxels': n_fine, 'coarse_voxels': n_coarse, 'capacity_voxels': fine.coords.shape[0],
                 'capacity_coarse_voxels': coarse.coords.shape[0]})
     flops = 2.0 * n_fine * c * c
-    res['useful_gflop'] = {'forward': round(flops / 1e9, 3), 'forward_backward': round(3 * flops / 1e9, 3)}
-    res['executed_gflop'] = {'forward': round(2.0 * 8 * coarse.coords.shape[0] * c * c / 1e9, 3)}
+    res['useful_gflop'] = {'forward': _sig(flops / 1e9), 'forward_backward': _sig(3 * flops / 1e9)}
+    res['executed_gflop'] = {'forward': _sig(2.0 * 8 * coarse.coords.shape[0] * c * c / 1e9)}
     res['useful_gflops_per_s'] = {
-        'forward': round(flops / 1e9 / (res['forward']['median_ms'] / 1e3), 2),
-        'forward_backward': round(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3), 2)}
+        'forward': _sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3)),
+        'forward_backward': _sig(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3))}
     res['compile_count'] = dict(traces)
     if errors is not None:
       res['error'] = ({k: v for k, v in errors.items() if k not in ('strided', 'transposed')}
@@ -691,7 +777,8 @@ class Bench:
         self._run(f'subm_level{level}_{impl}_{prep.scene.name}', self.submanifold, prep, c, impl, level,
                   None, None, geometry=geom)
 
-  def network(self, prep: Prepared, name: str, train: bool, impl='pairs', geom=None, build_timing=None):
+  def network(self, prep: Prepared, name: str, train: bool, impl='pairs', geom=None, build_timing=None,
+              geom_traces=None):
     import jax
     import jax.numpy as jnp
     import optax
@@ -700,7 +787,7 @@ class Bench:
     from ws3d_jax.models import minkunet
     cfg = self.cfg
     spec = minkunet.backbone_spec(name, impl)
-    traces = {}
+    traces = dict(geom_traces or {})
     res = {'workload': f'{name} ({"forward + training step" if train else "forward"})',
            'scene': prep.scene.name, 'source': prep.scene.source, 'voxel_size_m': prep.scene.voxel_size,
            'dataflow_per_level': list(spec.impl), 'chunk_sizes': list(spec.chunk_sizes()),
@@ -717,12 +804,12 @@ class Bench:
     variables = jax.jit(lambda f, g: model.init(jax.random.PRNGKey(0), f, g))(feats, geom)
     res['parameters'] = int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables['params'])))
     res['layers'], flops = network_flops(model, variables, feats, geom, prep)
-    res['useful_gflop'] = {'forward': round(flops / 1e9, 2), 'train_step': round(3 * flops / 1e9, 2)}
+    res['useful_gflop'] = {'forward': _sig(flops / 1e9), 'train_step': _sig(3 * flops / 1e9)}
 
     fwd = counted_jit(lambda v, f, g: model.apply(v, f, g, train=False)['logits'], traces, 'forward')
     res['forward'] = time_jax(fwd, (variables, feats, geom), cfg.warmup, cfg.net_reps)
     res['forward']['what'] = 'eval-mode forward given the kernel maps (their build time is kernel_map_build)'
-    res['useful_gflops_per_s'] = {'forward': round(flops / 1e9 / (res['forward']['median_ms'] / 1e3), 2)}
+    res['useful_gflops_per_s'] = {'forward': _sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3))}
     res['error'] = {'scope': 'not checked against a dense reference here (per-layer parity: the subm_*, '
                              'strided_* and transposed_* workloads; tests/models/test_minkunet.py checks '
                              'pairs == dense for the whole network)'}
@@ -756,9 +843,26 @@ class Bench:
                         'given the kernel maps')
       timing['final_loss'] = float(run_step())
       res['train_step'] = timing
-      res['useful_gflops_per_s']['train_step'] = round(3 * flops / 1e9 / (timing['median_ms'] / 1e3), 2)
+      res['useful_gflops_per_s']['train_step'] = _sig(3 * flops / 1e9 / (timing['median_ms'] / 1e3))
     res['compile_count'] = dict(traces)
     return res
+
+
+def _conv_pairs_scan(x, w, pm):
+  """Prototype for profile_pairs: the pairs forward as a loop over chunks, so no (pairs x C)
+  buffer is ever materialised; padding pairs write into an extra row that is dropped."""
+  import jax.numpy as jnp
+  from jax import lax
+  n = x.shape[0]
+  xp = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
+  out = jnp.concatenate([x @ w[13], jnp.zeros((1, w.shape[2]), x.dtype)])
+
+  def body(out, chunk):
+    i, o, d = chunk
+    return out.at[o].add(xp[i] @ w[d], mode='promise_in_bounds'), None
+
+  out, _ = lax.scan(body, out, (pm.in_idx, pm.out_idx, pm.offset))
+  return out[:n]
 
 
 def network_flops(model, variables, feats, geom, prep: Prepared):
@@ -796,7 +900,9 @@ def network_flops(model, variables, feats, geom, prep: Prepared):
     total += f
     s = summary.setdefault(kind, {'count': 0, 'gflop': 0.0})
     s['count'] += 1
-    s['gflop'] = round(s['gflop'] + f / 1e9, 3)
+    s['gflop'] += f / 1e9
+  for s in summary.values():
+    s['gflop'] = _sig(s['gflop'])
   return summary, total
 
 
@@ -824,13 +930,19 @@ def run(cfg: Config, data_root: Path, out: Path | None, extended_info: bool = Fa
   def missing(what, path):
     return f'{what} not found at {path} (pass --data-root, or --synthetic)'
 
-  if lidar is not None:
+  layer_groups = {'layers', 'updown', 'profile'} & set(cfg.only)
+  if lidar is not None and layer_groups:
     layer_prep = prepare(lidar, 2, headroom=1.0, growth=cfg.layer_growth)
     log(f'[bench] {lidar.name}: {layer_prep.voxels} voxels, capacities {layer_prep.caps}')
-    bench.layer_workloads(layer_prep)
-    bench.updown_workloads(layer_prep)
+    if 'layers' in cfg.only:
+      bench.layer_workloads(layer_prep)
+    if cfg.profile and 'profile' in cfg.only:
+      for c in cfg.channels:
+        bench._run(f'profile_pairs_c{c}', bench.profile_pairs, layer_prep, c)
+    if 'updown' in cfg.only:
+      bench.updown_workloads(layer_prep)
     del layer_prep
-  else:
+  elif layer_groups:
     for c in cfg.channels:
       for impl in cfg.dataflows:
         bench.skip(f'subm_c{c}_{impl}', missing('SemanticKITTI scan', data_root / KITTI_REL))
@@ -842,7 +954,7 @@ def run(cfg: Config, data_root: Path, out: Path | None, extended_info: bool = Fa
   nets.append((indoor, SCANNET_REL, 'ScanNet scene', cfg.scannet_network))
   for scene, rel, what, enabled in nets:
     tag = Path(rel).stem
-    if not enabled:
+    if not enabled or not {'network', 'by_level'} & set(cfg.only):
       continue
     if scene is None:
       bench.skip(f'{cfg.network}_{tag}', missing(what, data_root / rel))
@@ -852,9 +964,10 @@ def run(cfg: Config, data_root: Path, out: Path | None, extended_info: bool = Fa
     spec = minkunet.backbone_spec(cfg.network, 'pairs')
     traces = {}
     geom, build_timing = bench.network_geometry(prep, spec, traces)
-    bench._run(f'{cfg.network}_{scene.name}', bench.network, prep, cfg.network, cfg.train_step, 'pairs', geom,
-               build_timing)
-    if cfg.by_level:
+    if 'network' in cfg.only:
+      bench._run(f'{cfg.network}_{scene.name}', bench.network, prep, cfg.network, cfg.train_step, 'pairs', geom,
+                 build_timing, traces)
+    if cfg.by_level and 'by_level' in cfg.only:
       bench.by_level(prep, geom, spec)  # the dense dataflow reads the same geometry's nbr tables
     del geom
 
@@ -886,6 +999,147 @@ def run(cfg: Config, data_root: Path, out: Path | None, extended_info: bool = Fa
   return report
 
 
+# --- markdown -------------------------------------------------------------------------------------
+
+PERF_NOTES_PEER = {32: (36.7, 95.7), 64: (49.2, 277.0), 128: (112.0, 813.0)}  # /work/shared/PERF_NOTES.md
+
+
+def _ms(t, key='median_ms'):
+  return '-' if not t or key not in t else f'{t[key]:.1f}'
+
+
+def _mp(t):
+  return '-' if not t or 'median_ms' not in t else f'{t["median_ms"]:.1f} / {t["p90_ms"]:.1f}'
+
+
+def _compiles(w):
+  counts = w.get('compile_count', {})
+  if counts and all(v == 1 for v in counts.values()):
+    return f'1 each ({", ".join(counts)})'
+  return ', '.join(f'{k} {v}' for k, v in counts.items())
+
+
+def render_markdown(report: dict) -> str:
+  """Markdown tables of a report (python -m ws3d_jax.bench.sparse_conv --render report.json)."""
+  ws = {w['name']: w for w in report['workloads']}
+  ok = lambda w: w.get('status') == 'ok'
+  lines = []
+  add = lines.append
+  dev = report['device']
+  add(f"Machine: {dev.get('cpu_model', '?')}, {dev.get('sched_cpus', dev.get('cpu_count'))} cores, backend "
+      f"{dev['backend']}, jax {dev['jax']}, torch {dev.get('torch')}, GLIBC_TUNABLES="
+      f"'{dev.get('glibc_tunables', '')}'; total {report['total_wall_s']} s.")
+  add('')
+  subm = [w for w in report['workloads'] if w['name'].startswith('subm_c') and ok(w)]
+  if subm:
+    w0 = subm[0]
+    add(f"### One submanifold 3x3x3 layer, {w0['scene']} ({w0['voxels']} voxels, {w0['side_pairs']} side pairs, "
+        f"{w0['neighbours_per_voxel']} neighbours/voxel incl. centre; capacity {w0['capacity_voxels']})")
+    add('')
+    add('| C | dataflow | fwd median / p90 ms | fwd+bwd median / p90 ms | kernel map ms | useful GFLOP/s fwd / '
+        'fwd+bwd | peak RSS MB | XLA temp MB fwd / fwd+bwd | max abs err fwd / dx / dW (crop) | compiles |')
+    add('|---|---|---|---|---|---|---|---|---|---|')
+    for w in subm:
+      e = w.get('error', {})
+      err = ' / '.join(f'{e[k]:.1e}' for k in ('max_abs_err_fwd', 'max_abs_err_grad_x', 'max_abs_err_grad_w')
+                       if k in e) or '-'
+      tmp = w.get('xla_temp_mb') or {}
+      add(f"| {w['channels']['in']} | {w['dataflow']} | {_mp(w['forward'])} | {_mp(w['forward_backward'])} | "
+          f"{_ms(w.get('kernel_map_build'))} | {w['useful_gflops_per_s']['forward']} / "
+          f"{w['useful_gflops_per_s']['forward_backward']} | {w['peak_rss_mb']} | "
+          f"{tmp.get('forward', '-')} / {tmp.get('forward_backward', '-')} | {err} | "
+          f"{_compiles(w)} |")
+    add('')
+    add('### Peer: PyTorch eager on the same neighbour map (ratio = ours / peer; <= 1.0 means ours is as fast)')
+    add('')
+    add('| C | peer fwd ms | peer fwd+bwd ms | pairs ratio fwd / fwd+bwd | dense ratio fwd / fwd+bwd | '
+        'target (a) fwd+bwd <= 1.0 | PERF_NOTES peer fwd / fwd+bwd |')
+    add('|---|---|---|---|---|---|---|')
+    for c in report['config']['channels']:
+      wp, wd = ws.get(f'subm_c{c}_pairs'), ws.get(f'subm_c{c}_dense')
+      peer = (wp or wd or {}).get('peer_torch', {})
+      rp = (wp or {}).get('ratio_ours_over_peer', {})
+      rd = (wd or {}).get('ratio_ours_over_peer', {})
+      best = min([r['forward_backward'] for r in (rp, rd) if r] or [float('nan')])
+      met = 'met' if best <= 1.0 else ('NOT met' if best == best else '-')
+      notes = PERF_NOTES_PEER.get(c)
+      add(f"| {c} | {_ms(peer.get('forward'))} | {_ms(peer.get('forward_backward'))} | "
+          f"{rp.get('forward', '-')} / {rp.get('forward_backward', '-')} | "
+          f"{rd.get('forward', '-')} / {rd.get('forward_backward', '-')} | {met} (best {best}) | "
+          f"{'%s / %s' % notes if notes else '-'} |")
+    add('')
+  updown = [w for w in report['workloads'] if w['name'].split('_')[0] in ('strided', 'transposed') and ok(w)]
+  if updown:
+    add('### Strided 2x2x2 and transposed layers')
+    add('')
+    add('| layer | C | fine / coarse voxels | fwd median / p90 ms | fwd+bwd median / p90 ms | kernel map ms | '
+        'useful GFLOP/s fwd | peak RSS MB | max abs err fwd / dx / dW (crop) |')
+    add('|---|---|---|---|---|---|---|---|---|')
+    for w in updown:
+      e = w.get('error', {})
+      err = ' / '.join(f'{e[k]:.1e}' for k in ('max_abs_err_fwd', 'max_abs_err_grad_x', 'max_abs_err_grad_w')
+                       if k in e) or '-'
+      add(f"| {w['name'].split('_')[0]} | {w['channels']['in']} | {w['voxels']} / {w['coarse_voxels']} | "
+          f"{_mp(w['forward'])} | {_mp(w['forward_backward'])} | {_ms(w.get('kernel_map_build'))} | "
+          f"{w['useful_gflops_per_s']['forward']} | {w['peak_rss_mb']} | {err} |")
+    add('')
+  prof = [w for w in report['workloads'] if w['name'].startswith('profile_pairs') and ok(w)]
+  if prof:
+    add("### Where the 'pairs' time goes (each step its own jit; ms)")
+    add('')
+    keys = list(prof[0]['steps_ms'])
+    add('| step | ' + ' | '.join(f"C={w['name'].rsplit('c', 1)[1]} (chunk {w['chunk']})" for w in prof) + ' |')
+    add('|---|' + '---|' * len(prof))
+    for k in keys:
+      add(f'| {k} | ' + ' | '.join(f"{w['steps_ms'][k]:.1f}" for w in prof) + ' |')
+    add('')
+    add('| C | chunk | chunks | fwd ms | fwd+bwd ms | scan-over-chunks prototype fwd ms |')
+    add('|---|---|---|---|---|---|')
+    for w in prof:
+      for ch, v in w['chunk_sweep'].items():
+        add(f"| {w['name'].rsplit('c', 1)[1]} | {ch} | {v['chunks']} | {v['forward_ms']:.1f} | "
+            f"{v['forward_backward_ms']:.1f} | {v['scan_prototype_forward_ms']:.1f} |")
+    add('')
+  lvl = [w for w in report['workloads'] if w['name'].startswith('subm_level') and ok(w)]
+  if lvl:
+    add('### One submanifold layer per stride (MinkUNet pyramid; width of the encoder at that level)')
+    add('')
+    add('| scene | level (stride) | voxels | neighbours/voxel | C | pairs fwd / fwd+bwd ms | dense fwd / fwd+bwd ms '
+        '| faster fwd+bwd |')
+    add('|---|---|---|---|---|---|---|---|')
+    for w in lvl:
+      if w['dataflow'] != 'pairs':
+        continue
+      d = ws.get(w['name'].replace('_pairs_', '_dense_'), {})
+      if not ok(d):
+        continue
+      fp, fd = w['forward_backward']['median_ms'], d['forward_backward']['median_ms']
+      add(f"| {w['scene']} | {w['level']} ({w['stride']}) | {w['voxels']} | {w['neighbours_per_voxel']} | "
+          f"{w['channels']['in']} | {_ms(w['forward'])} / {_ms(w['forward_backward'])} | "
+          f"{_ms(d['forward'])} / {_ms(d['forward_backward'])} | "
+          f"{'pairs' if fp <= fd else 'dense'} ({max(fp, fd) / min(fp, fd):.2f}x) |")
+    add('')
+  nets = [w for w in report['workloads'] if w['name'].startswith('minkunet') and ok(w)]
+  if nets:
+    add('### MinkUNet')
+    add('')
+    add('| network / scene | voxels (per level) | kernel maps ms | fwd median / p90 ms | train step median / p90 ms '
+        '| useful GFLOP fwd | useful GFLOP/s fwd / step | first call ms fwd / step | peak RSS MB | compiles |')
+    add('|---|---|---|---|---|---|---|---|---|---|')
+    for w in nets:
+      ts = w.get('train_step')
+      gs = w['useful_gflops_per_s']
+      add(f"| {w['name']} | {w['voxels']} ({', '.join(map(str, w['voxels_per_level']))}) | "
+          f"{_ms(w['kernel_map_build'])} | {_mp(w['forward'])} | {_mp(ts)} | {w['useful_gflop']['forward']} | "
+          f"{gs['forward']} / {gs.get('train_step', '-')} | {_ms(w['forward'], 'first_call_ms')} / "
+          f"{_ms(ts, 'first_call_ms')} | {w['peak_rss_mb']} | {_compiles(w)} |")
+    add('')
+  skipped = [w for w in report['workloads'] if w.get('status') != 'ok']
+  for w in skipped:
+    add(f"- {w['name']}: {w['status']}: {w.get('message')}")
+  return '\n'.join(lines)
+
+
 def _json_default(o):
   if isinstance(o, (np.integer,)):
     return int(o)
@@ -899,6 +1153,7 @@ def _json_default(o):
 def parse_args(argv=None):
   p = argparse.ArgumentParser(prog='python -m ws3d_jax.bench.sparse_conv', description=__doc__.split('\n')[0])
   p.add_argument('--out', type=Path, default=Path('report.json'), help='JSON report path')
+  p.add_argument('--render', type=Path, default=None, help='print markdown tables of an existing report and exit')
   p.add_argument('--quick', action='store_true', help='32/64 channels, fewer repetitions, MinkUNet14 forward '
                  'only: under 2 minutes on 2 CPU cores')
   p.add_argument('--device-info', action='store_true', help='print the device description (and store '
@@ -912,6 +1167,11 @@ def parse_args(argv=None):
   p.add_argument('--network', choices=sorted(['minkunet14', 'minkunet18', 'minkunet34']), default=None)
   p.add_argument('--no-train-step', action='store_true')
   p.add_argument('--no-by-level', action='store_true')
+  p.add_argument('--no-profile', action='store_true', help='skip the step-by-step profile of the pairs layer')
+  p.add_argument('--only', type=str, default=None, help=f'comma list of workload groups out of {",".join(GROUPS)}')
+  p.add_argument('--malloc-hugepages', action='store_true',
+                 help='re-run under GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35: large buffers get '
+                 'transparent huge pages, far fewer page faults)')
   p.add_argument('--no-crop-check', action='store_true', help='skip the dense-reference error checks')
   return p.parse_args(argv)
 
@@ -928,6 +1188,13 @@ def config_from_args(args) -> Config:
     cfg.train_step = False
   if args.no_by_level:
     cfg.by_level = False
+  if args.only:
+    cfg.only = tuple(g.strip() for g in args.only.split(','))
+    unknown = set(cfg.only) - set(GROUPS)
+    if unknown:
+      raise SystemExit(f'--only: unknown group(s) {sorted(unknown)}; choose from {", ".join(GROUPS)}')
+  if args.no_profile:
+    cfg.profile = False
   if args.no_crop_check:
     cfg.crop = None
   if args.synthetic:
@@ -935,8 +1202,20 @@ def config_from_args(args) -> Config:
   return cfg
 
 
+HUGEPAGE_TUNABLE = 'glibc.malloc.hugetlb=1'
+
+
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  if args.render:
+    print(render_markdown(json.loads(args.render.read_text())))
+    return {}
+  if args.malloc_hugepages and HUGEPAGE_TUNABLE not in os.environ.get('GLIBC_TUNABLES', ''):
+    # glibc reads its tunables at process start: re-execute this command with the tunable set.
+    env = dict(os.environ)
+    env['GLIBC_TUNABLES'] = ':'.join(filter(None, [env.get('GLIBC_TUNABLES'), HUGEPAGE_TUNABLE]))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    os.execve(sys.executable, [sys.executable, '-m', 'ws3d_jax.bench.sparse_conv'] + argv, env)
   cfg = config_from_args(args)
   return run(cfg, args.data_root, args.out, args.device_info)
 

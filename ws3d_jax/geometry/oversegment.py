@@ -1,20 +1,22 @@
-"""Region-growing oversegmentation: smooth surface patches, capped in size, covering every point.
+"""Region-growing oversegmentation: smooth surface patches of bounded size covering every point.
 
-The classic region growing (PCL's RegionGrowing) starts at the flattest unassigned point and
-adds every neighbour whose normal is within an angle of the current point's normal; only
-neighbours flatter than a curvature threshold keep growing. Its result does not depend on the
-seed order except for which region claims a rough point, so it equals a connected-components
-problem on the KNN graph, solved here with scipy instead of a per-point Python BFS:
+Classic region growing (PCL's RegionGrowing) starts at the flattest unassigned point and adds
+each neighbour whose normal is within an angle of the current point's normal; only neighbours
+flatter than a curvature threshold keep growing. On the symmetrised KNN graph its result does
+not depend on the seed order, except for which region claims a rough point first, so it is a
+connected-components problem, solved here with scipy rather than a per-point Python BFS:
 
-  1. smooth points joined by "similar" edges (normal angle below the threshold) form the regions;
+  1. smooth points joined by similar neighbour links (normal angle below the threshold, length
+     below a gap limit) form the regions;
   2. a rough point joins the region of its nearest similar smooth neighbour, as the region
-     reaching it first would claim it;
-  3. rough points no region reached are grouped by the same similar-edge rule (PCL would leave
-     them as many one-point regions);
-  4. regions wider than a maximum extent are cut on a per-region grid, so that a floor or a
-     road does not run on into the rug or the parking lot lying flush with it;
-  5. regions smaller than a minimum size (noise, cut slivers) merge into the neighbouring region
-     they share most neighbour links with; those with no neighbour stay on their own.
+     that reaches it would claim it;
+  3. rough points that no region reached are grouped by the same similar-link rule (PCL would
+     leave them as many one-point regions);
+  4. regions below a minimum size (noise, fragments among clutter) merge into the neighbour
+     across their most similar link, round by round;
+  5. regions with too many points or too wide a span are halved at their median until they
+     fit, so that a floor or a road does not run on into the rug or the parking lot lying flush
+     with it, and dense near-sensor LiDAR surfaces get as many regions as their share of points.
 """
 from __future__ import annotations
 
@@ -26,29 +28,32 @@ from ws3d_jax.geometry.knn import Neighbours, directed_edges, knn
 
 
 def oversegment(xyz: np.ndarray, normals: np.ndarray, curvature: np.ndarray, *,
-                neighbours: Neighbours | None = None, k: int = 12,
-                max_angle_deg: float = 10.0, max_curvature: float = 0.05,
-                max_edge_length: float = 0.1, max_extent: float = 0.6,
-                min_region_size: int = 20) -> np.ndarray:
+                neighbours: Neighbours | None = None, k: int = 8,
+                max_angle_deg: float = 5.0, max_curvature: float = 0.1,
+                max_edge_length: float = 0.1, min_region_size: int = 10,
+                max_region_points: int = 150, max_extent: float = 1.0) -> np.ndarray:
   """(N,) int32 region ids, contiguous 0..Q-1; every point belongs to exactly one region.
+
+  The defaults suit ScanNet (points 2-3 cm apart); preprocess.DATASET_PARAMS holds the sets
+  for each data set.
 
   Args:
     xyz, normals, curvature: (N, 3), (N, 3) (sign ignored), (N,) as from estimate_normals.
     neighbours: a precomputed KNN graph with at least k columns (else one is built).
     k: neighbours a point may grow to.
-    max_angle_deg: largest angle between the normals of two points grown into one region.
+    max_angle_deg: largest angle between the normals of two neighbours grown into one region.
     max_curvature: only points flatter than this continue the growth.
-    max_edge_length: neighbours farther than this (metres) never join, so that growth does
-      not jump gaps between separate surfaces.
-    max_extent: regions whose bounding box is wider than this (metres) on some axis are cut
-      into near-equal cells no wider than it.
+    max_edge_length: neighbours farther apart than this (metres) are not grown across, so that
+      growth does not jump gaps; small regions cross longer links only if nothing else is left.
     min_region_size: regions with fewer points merge into a neighbouring region.
+    max_region_points, max_extent: regions with more points, or wider (metres) on some axis,
+      are halved until they fit.
   """
   neighbours = knn(xyz, k) if neighbours is None else neighbours.first(k)
   region = grow_regions(normals, curvature, neighbours, max_angle_deg=max_angle_deg,
                         max_curvature=max_curvature, max_edge_length=max_edge_length)
-  region = split_oversized(xyz, region, max_extent)
-  region = merge_small(region, neighbours, min_region_size)
+  region = merge_small(region, normals, neighbours, min_region_size, max_edge_length)
+  region = split_large(xyz, region, max_region_points, max_extent, min_region_size)
   return contiguous(region)
 
 
@@ -96,6 +101,8 @@ def _attach_to_smooth(region: np.ndarray, edge_mask: np.ndarray, index: np.ndarr
   """Unassigned points take the region of their nearest masked neighbour that has one."""
   candidate = edge_mask & (region[index] >= 0)
   unassigned = (region < 0) & candidate.any(axis=1)
+  if not unassigned.any():
+    return region
   nearest = np.argmax(candidate[unassigned], axis=1)  # columns are sorted nearest first
   out = region.copy()
   out[unassigned] = region[index[unassigned, nearest]]
@@ -108,16 +115,15 @@ def merge_small(region: np.ndarray, normals: np.ndarray, neighbours: Neighbours,
   """Merges every region of fewer than min_size points into a neighbouring region.
 
   Each round, every small region joins the neighbour region across its most similar link (the
-  neighbour pair with the smallest normal angle, links longer than max_edge_length only as a
-  last resort). That is Boruvka's step of a minimum spanning tree, so the merges are the ones
-  a Felzenszwalb-Huttenlocher pass over the sorted links would make: a noisy fragment joins
-  the surface it continues rather than the one it happens to touch most. Merging into the
-  region with most links instead costs ScanNet about 4 points of purity. Rounds repeat while
-  merged groups are still small; a region without any neighbour stays on its own.
+  neighbour pair with the smallest normal angle; links longer than max_edge_length only as a
+  last resort). That is Boruvka's minimum-spanning-tree step, so a fragment joins the surface it
+  continues, as in Felzenszwalb-Huttenlocher's small-segment pass, rather than the region it
+  touches most (which cost ScanNet about 4 points of purity). Rounds repeat while merged groups
+  are still small; a region without any neighbour stays on its own.
   """
-  source, target = directed_edges(neighbours)
+  source, target, distance = directed_edges(neighbours)
   cost = 1.0 - np.abs(np.einsum('nd,nd->n', normals[source], normals[target]))
-  cost += 2.0 * (neighbours.distance.reshape(-1)[_kept_edges(neighbours)] > max_edge_length)
+  cost = cost + 2.0 * (distance > max_edge_length)  # 2 > any angle cost
   region = contiguous(region).astype(np.int64)
   for _ in range(max_rounds):
     small = np.bincount(region) < min_size
@@ -130,12 +136,6 @@ def merge_small(region: np.ndarray, normals: np.ndarray, neighbours: Neighbours,
     cheapest = order[a[order] != np.r_[-1, a[order][:-1]]]
     region = _merge(region, a[cheapest], b[cheapest])
   return region
-
-
-def _kept_edges(neighbours: Neighbours) -> np.ndarray:
-  """Mask over the flattened (N, k) neighbour table of the entries directed_edges keeps."""
-  n, k = neighbours.index.shape
-  return neighbours.index.reshape(-1) != np.repeat(np.arange(n), k)
 
 
 def _merge(region: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -32,8 +32,8 @@ def voxel_partition_like(xyz: np.ndarray, num_regions: int, iterations: int = 30
                          ) -> tuple[np.ndarray, float]:
   """The voxel-grid partition with about num_regions occupied voxels: (ids, voxel size).
 
-  The occupied-voxel count falls (not strictly) as the voxel grows, so a bisection on the
-  log of the size finds the closest count.
+  The occupied-voxel count falls as the voxel grows (up to grid-alignment wobble), so a
+  bisection on the log of the size finds a close count; the closest one seen is kept.
   """
   xyz = np.asarray(xyz, np.float64)
   small, large = 1e-3, float(np.ptp(xyz, axis=0).max()) + 1.0

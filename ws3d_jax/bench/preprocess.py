@@ -1,0 +1,170 @@
+"""Times the per-scene preprocessing stages on one CPU core and scores the regions.
+
+    python -m ws3d_jax.bench.preprocess --out report.json [--data ../shared/data] [--repeats 3]
+
+Runs one SemanticKITTI scan (00/000000) and one full-resolution ScanNet scene (scene0000_00)
+from the real data samples, with each data set's default parameters. For each it reports the
+seconds of every stage (median of the repeats, after one warm-up run), the region count Q, the
+mean region size, and the point-weighted region purity next to that of a voxel grid with the
+same number of occupied voxels.
+"""
+from __future__ import annotations
+
+import os
+
+if __name__ == '__main__':
+  # One core, set before numpy / open3d / scipy start their thread pools.
+  for _var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ[_var] = '1'
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ws3d_jax.data import semantickitti
+from ws3d_jax.data.labels import IGNORE_LABEL, load_semantickitti_maps, map_nyu40
+from ws3d_jax.geometry.adjacency import region_adjacency
+from ws3d_jax.geometry.boundary import label_boundaries
+from ws3d_jax.geometry.knn import knn
+from ws3d_jax.geometry.normals import estimate_normals
+from ws3d_jax.geometry.oversegment import oversegment
+from ws3d_jax.geometry.preprocess import PreprocessParams, default_params, preprocess_scene
+from ws3d_jax.geometry.region_quality import region_purity, voxel_partition_like
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
+
+
+def load_scannet_scene(data_root: str | os.PathLike, scene: str = 'scene0000_00'
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """(xyz float32 (N, 3), labels int32 0..19 / IGNORE_LABEL) of a scannet_instance_data scene."""
+  folder = Path(data_root) / 'scannet' / 'scannet_instance_data'
+  vert = np.load(folder / f'{scene}_vert.npy')
+  label_path = folder / f'{scene}_sem_label.npy'
+  labels = map_nyu40(np.load(label_path), source=label_path)
+  return np.ascontiguousarray(vert[:, :3], np.float32), labels.astype(np.int32)
+
+
+def load_semantickitti_scan(data_root: str | os.PathLike, scan: str = '00_000000'
+                            ) -> tuple[np.ndarray, np.ndarray]:
+  """(xyz, labels 0..18 / IGNORE_LABEL) of a scan, mapped with the sample's own yaml."""
+  root = Path(data_root) / 'semantickitti'
+  learning_map, _ = load_semantickitti_maps(root / 'semantic-kitti.yaml')
+  bin_path, label_path = semantickitti.scan_paths(root, scan)
+  points = semantickitti.read_points(bin_path)
+  labels, _ = semantickitti.read_labels(label_path, len(points), learning_map)
+  return np.ascontiguousarray(points[:, :3]), labels.astype(np.int32)
+
+
+def time_stages(xyz: np.ndarray, labels: np.ndarray, params: PreprocessParams
+                ) -> tuple[dict[str, float], np.ndarray]:
+  """Seconds of each stage of preprocess_scene, run in the same order, and the region ids."""
+  seconds: dict[str, float] = {}
+
+  def timed(stage: str, fn: Callable, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds[stage] = time.perf_counter() - start
+    return result
+
+  neighbours = timed('knn', knn, xyz, max(params.grow_k, params.adjacency_k, params.boundary_k))
+  normals, curvature = timed('normals', estimate_normals, xyz, params.normal_k)
+  region_id = timed(
+      'oversegment', oversegment, xyz, normals, curvature, neighbours=neighbours,
+      k=params.grow_k, max_angle_deg=params.max_angle_deg, max_curvature=params.max_curvature,
+      max_edge_length=params.max_edge_length, min_region_size=params.min_region_size,
+      max_region_points=params.max_region_points, max_extent=params.max_extent)
+  timed('adjacency', region_adjacency, xyz, region_id, params.adjacency_k,
+        params.adjacency_radius, neighbours=neighbours)
+  timed('boundary', label_boundaries, xyz, labels, IGNORE_LABEL, params.boundary_k,
+        params.boundary_radius, neighbours=neighbours)
+  timed('preprocess_scene', preprocess_scene, xyz, labels, IGNORE_LABEL, params)
+  return seconds, region_id
+
+
+def bench_scene(name: str, xyz: np.ndarray, labels: np.ndarray, dataset: str,
+                repeats: int) -> dict:
+  params = default_params(dataset)
+  time_stages(xyz, labels, params)  # warm-up: page in libraries and data
+  runs = [time_stages(xyz, labels, params) for _ in range(repeats)]
+  region_id = runs[-1][1]
+  stages = {stage: statistics.median(run[stage] for run, _ in runs) for stage in runs[0][0]}
+  q = int(region_id.max()) + 1
+  voxel_id, voxel_size = voxel_partition_like(xyz, q)
+  out = preprocess_scene(xyz, labels, IGNORE_LABEL, params)
+  return {
+      'scene': name,
+      'dataset': dataset,
+      'points': int(len(xyz)),
+      'seconds': {stage: round(s, 4) for stage, s in stages.items()},
+      'seconds_sum_of_stages': round(sum(s for k, s in stages.items()
+                                         if k != 'preprocess_scene'), 4),
+      'regions': q,
+      'mean_region_size': round(len(xyz) / q, 2),
+      'purity': round(region_purity(region_id, labels, IGNORE_LABEL), 4),
+      'voxel_regions': int(voxel_id.max()) + 1,
+      'voxel_size_m': round(voxel_size, 4),
+      'voxel_purity': round(region_purity(voxel_id, labels, IGNORE_LABEL), 4),
+      'region_pairs': int(len(out['region_pairs'])),
+      'boundary_fraction': round(float(out['boundary'].mean()), 4),
+      'params': dataclasses.asdict(params),
+  }
+
+
+def pin_to_one_core() -> str:
+  """Restricts this process to its first allowed CPU (like taskset -c); returns a note."""
+  if hasattr(os, 'sched_setaffinity'):
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return f'pinned to CPU {core}'
+  return 'not pinned (no sched_setaffinity here); OMP_NUM_THREADS=1'
+
+
+def markdown_table(results: list[dict]) -> str:
+  rows = ['| scene | points | knn | normals | overseg | adjacency | boundary | '
+          'preprocess_scene (s) | Q | mean size | purity | voxel purity |',
+          '|---|---|---|---|---|---|---|---|---|---|---|---|']
+  for r in results:
+    s = r['seconds']
+    rows.append(f"| {r['scene']} | {r['points']} | {s['knn']:.3f} | {s['normals']:.3f} | "
+                f"{s['oversegment']:.3f} | {s['adjacency']:.3f} | {s['boundary']:.3f} | "
+                f"{s['preprocess_scene']:.3f} | {r['regions']} | {r['mean_region_size']:.1f} | "
+                f"{r['purity']:.4f} | {r['voxel_purity']:.4f} |")
+  return '\n'.join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--out', required=True, help='JSON report to write')
+  parser.add_argument('--data', default=str(DEFAULT_DATA), help='the shared/data folder')
+  parser.add_argument('--repeats', type=int, default=3)
+  args = parser.parse_args(argv)
+  if not Path(args.data).is_dir():
+    raise SystemExit(f'data samples not found at {args.data} (pass --data)')
+  pinning = pin_to_one_core()
+  scenes = [
+      ('semantickitti 00/000000', *load_semantickitti_scan(args.data, '00_000000'),
+       'semantickitti'),
+      ('scannet scene0000_00', *load_scannet_scene(args.data, 'scene0000_00'), 'scannet'),
+  ]
+  results = [bench_scene(name, xyz, labels, dataset, args.repeats)
+             for name, xyz, labels, dataset in scenes]
+  report = {
+      'machine': {'cpu': platform.processor() or platform.machine(), 'python':
+                  platform.python_version(), 'threads': pinning},
+      'repeats': args.repeats,
+      'results': results,
+  }
+  Path(args.out).write_text(json.dumps(report, indent=2))
+  print(markdown_table(results))
+  print(f'({pinning}; median of {args.repeats} runs; report in {args.out})')
+
+
+if __name__ == '__main__':
+  main()
