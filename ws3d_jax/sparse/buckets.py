@@ -32,6 +32,8 @@ class Capacities:
   voxels: tuple  # per level (stride 1, 2, 4, ...)
   pairs: tuple  # side (non-centre) submanifold pairs per level
   points: int
+  regions: int = 0  # oversegmentation regions, when the batch carries them
+  region_pairs: int = 0  # adjacent region pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +41,19 @@ class StructureCounts:
   voxels: tuple
   pairs: tuple
   points: int
+  regions: int = 0
+  region_pairs: int = 0
+
+  def merge(self, other: 'StructureCounts') -> 'StructureCounts':
+    """Element-wise maximum: one capacity set that holds both (e.g. two views of a batch)."""
+    return StructureCounts(voxels=tuple(map(max, self.voxels, other.voxels)),
+                           pairs=tuple(map(max, self.pairs, other.pairs)),
+                           points=max(self.points, other.points), regions=max(self.regions, other.regions),
+                           region_pairs=max(self.region_pairs, other.region_pairs))
 
 
-def count_structure(coords: np.ndarray, num_points: int, num_levels: int) -> StructureCounts:
+def count_structure(coords: np.ndarray, num_points: int, num_levels: int, regions: int = 0,
+                    region_pairs: int = 0) -> StructureCounts:
   """Exact voxel and side-pair counts of every level for the real rows of a batch."""
   coords = np.asarray(coords, np.int64)
   voxels, pairs = [], []
@@ -52,7 +64,8 @@ def count_structure(coords: np.ndarray, num_points: int, num_levels: int) -> Str
     coords = K.host_unpack(keys).astype(np.int64)
     voxels.append(len(keys))
     pairs.append(2 * sum(_count_neighbours(keys, coords, off) for off in _HALF_OFFSETS))
-  return StructureCounts(voxels=tuple(voxels), pairs=tuple(pairs), points=int(num_points))
+  return StructureCounts(voxels=tuple(voxels), pairs=tuple(pairs), points=int(num_points), regions=int(regions),
+                         region_pairs=int(region_pairs))
 
 
 def _count_neighbours(keys, coords, offset) -> int:
@@ -69,6 +82,8 @@ class BucketProfile:
   voxel_ratio: tuple  # (1.0, r1, r2, ...)
   pair_ratio: tuple  # side pairs at each level per level-0 voxel
   point_ratio: float  # points per level-0 voxel
+  region_ratio: float = 0.0  # regions per level-0 voxel (0: batches carry no regions)
+  region_pair_ratio: float = 0.0
   growth: float = 1.25
   min_voxels: int = 256
   align: int = 64
@@ -81,14 +96,20 @@ class BucketProfile:
     # A floor of half a neighbour per voxel keeps a later, denser batch from exploding the scale.
     pair_ratio = tuple(max(headroom * p / n0, 0.5 * r) for p, r in zip(counts.pairs, voxel_ratio))
     return cls(voxel_ratio=voxel_ratio, pair_ratio=pair_ratio,
-               point_ratio=headroom * counts.points / n0, **kw)
+               point_ratio=headroom * counts.points / n0, region_ratio=headroom * counts.regions / n0,
+               region_pair_ratio=headroom * counts.region_pairs / n0, **kw)
 
   def plan(self, counts: StructureCounts) -> Capacities:
     if len(counts.voxels) != len(self.voxel_ratio):
       raise ValueError(f'profile has {len(self.voxel_ratio)} levels, batch has {len(counts.voxels)}')
+    if (counts.regions and not self.region_ratio) or (counts.region_pairs and not self.region_pair_ratio):
+      raise ValueError('the batch carries regions but the bucket profile has no region ratio; '
+                       'fit the profile (BucketProfile.from_counts) on a batch with regions')
     scale = max([counts.voxels[0], counts.points / self.point_ratio, self.min_voxels]
                 + [v / r for v, r in zip(counts.voxels[1:], self.voxel_ratio[1:])]
-                + [p / r for p, r in zip(counts.pairs, self.pair_ratio)])
+                + [p / r for p, r in zip(counts.pairs, self.pair_ratio)]
+                + [n / r for n, r in ((counts.regions, self.region_ratio),
+                                      (counts.region_pairs, self.region_pair_ratio)) if n])
     rung = math.ceil(math.log(scale / self.min_voxels, self.growth) - 1e-9)
     base = self.min_voxels * self.growth ** rung
 
@@ -97,7 +118,9 @@ class BucketProfile:
 
     return Capacities(voxels=tuple(size(r, v) for r, v in zip(self.voxel_ratio, counts.voxels)),
                       pairs=tuple(size(r, p) for r, p in zip(self.pair_ratio, counts.pairs)),
-                      points=size(self.point_ratio, counts.points))
+                      points=size(self.point_ratio, counts.points),
+                      regions=size(self.region_ratio, counts.regions) if counts.regions else 0,
+                      region_pairs=size(self.region_pair_ratio, counts.region_pairs) if counts.region_pairs else 0)
 
   def _align(self, x: float) -> int:
     return max(self.align, int(math.ceil(x / self.align)) * self.align)
