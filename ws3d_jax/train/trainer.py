@@ -23,6 +23,7 @@ from ws3d_jax import sparse
 from ws3d_jax.data import labels as label_defs
 from ws3d_jax.data import synthetic
 from ws3d_jax.evaluation import semantic
+from ws3d_jax.losses import supervised
 from ws3d_jax.models import minkunet
 
 NUM_LEVELS = minkunet.NUM_LEVELS
@@ -112,13 +113,6 @@ def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
                            batch_stats=variables['batch_stats'])
 
 
-def cross_entropy(logits, labels, ignore_label=label_defs.IGNORE_LABEL):
-  """Mean over points whose label is not ignored (0 when there are none)."""
-  valid = labels != ignore_label
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
-  return jnp.sum(losses * valid) / jnp.maximum(valid.sum(), 1)
-
-
 @functools.partial(jax.jit, static_argnames=('caps', 'model'), donate_argnums=(0,))
 def train_step(state: TrainState, arrays: dict, caps, model):
   geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
@@ -126,7 +120,7 @@ def train_step(state: TrainState, arrays: dict, caps, model):
   def loss_fn(params):
     out, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, arrays['features'],
                                   geom, train=True, mutable=['batch_stats'])
-    return cross_entropy(out['logits'], arrays['labels']), updates
+    return supervised.cross_entropy(out['logits'], arrays['labels'], label_defs.IGNORE_LABEL), updates
 
   (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=updates['batch_stats'])

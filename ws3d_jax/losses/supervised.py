@@ -1,0 +1,26 @@
+"""Losses on labeled points: cross-entropy and the boundary network's focal loss."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def cross_entropy(logits, labels, ignore_label: int):
+  """Mean over points whose label is not ignored (0 when there are none)."""
+  valid = labels != ignore_label
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), jnp.where(valid, labels, 0))
+  return jnp.sum(losses * valid) / jnp.maximum(valid.sum(), 1)
+
+
+def focal_loss(logits, targets, valid, alpha: float = 2.0):
+  """Binary focal loss of METHOD.md, from logits for stability:
+
+      L = -(1/N) sum_i [ (1 - b_i)^a g_i log b_i + b_i^a (1 - g_i) log(1 - b_i) ],  b = sigmoid(z)
+  """
+  z = logits.astype(jnp.float32)
+  b = jax.nn.sigmoid(z)
+  g = targets.astype(jnp.float32)
+  per_point = -((1 - b) ** alpha * g * jax.nn.log_sigmoid(z) + b ** alpha * (1 - g) * jax.nn.log_sigmoid(-z))
+  valid = valid.astype(jnp.float32)
+  return jnp.sum(per_point * valid) / jnp.maximum(valid.sum(), 1.0)
