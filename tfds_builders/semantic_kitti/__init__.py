@@ -1,0 +1,1 @@
+"""SemanticKITTI TFDS builder (see semantic_kitti_dataset_builder.py)."""

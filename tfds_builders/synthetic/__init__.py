@@ -1,0 +1,1 @@
+"""Synthetic-rooms TFDS builder (see synthetic_dataset_builder.py)."""
