@@ -119,3 +119,14 @@ def test_missing_files(tmp_path):
     semantickitti.read_scan(tmp_path, '08_000009')
   with pytest.raises(FileNotFoundError, match='sequences'):
     semantickitti.list_scans(tmp_path / 'nowhere', 'train')
+
+
+def test_empty_scan_is_named(tmp_path):
+  from ws3d_jax.data import semantickitti
+  velo = tmp_path / 'sequences' / '00' / 'velodyne'
+  velo.mkdir(parents=True)
+  (velo / '000000.bin').write_bytes(b'')
+  (tmp_path / 'sequences' / '00' / 'labels').mkdir()
+  (tmp_path / 'sequences' / '00' / 'labels' / '000000.label').write_bytes(b'')
+  with pytest.raises(ValueError, match='empty'):
+    semantickitti.read_scan(tmp_path, '00_000000')

@@ -64,6 +64,8 @@ def make_scene(scene_id: str, xyz: np.ndarray, features: np.ndarray,
                semantic: np.ndarray | None, instance: np.ndarray | None) -> dict:
   """The reader output: a plain dict of numpy arrays for one scene (no labels -> ignore/0)."""
   n = len(xyz)
+  if n == 0:
+    raise ValueError(f'{scene_id}: empty scene (no points)')
   if semantic is None:
     semantic = np.full(n, IGNORE_LABEL, np.int32)
   if instance is None:
