@@ -128,5 +128,5 @@ def test_empty_scan_is_named(tmp_path):
   (velo / '000000.bin').write_bytes(b'')
   (tmp_path / 'sequences' / '00' / 'labels').mkdir()
   (tmp_path / 'sequences' / '00' / 'labels' / '000000.label').write_bytes(b'')
-  with pytest.raises(ValueError, match='empty'):
+  with pytest.raises(ValueError, match=r'000000\.bin: empty scan'):
     semantickitti.read_scan(tmp_path, '00_000000')

@@ -68,6 +68,8 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
   if raw.size % POINT_BYTES:
     raise ValueError(f'{path}: truncated scan, {raw.size} bytes is not a multiple of '
                      f'{POINT_BYTES} (4 float32 per point)')
+  if raw.size == 0:
+    raise ValueError(f'{path}: empty scan (0 points)')
   points = raw.view('<f4').reshape(-1, 4)
   common.check_finite(points, path)
   return points
