@@ -19,11 +19,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'synthetic'
+  c.data.data_dir = 'data/tfds'  # built here on first use (array_record, ~10 s for the rooms)
   c.data.num_train = 24
   c.data.num_val = 4
   c.data.points_per_scene = 20000
   c.data.voxel_size = 0.05
-  c.data.augment = ml_collections.ConfigDict(dict(rotate=True, flip_prob=0.5, scale=(0.9, 1.1), jitter=0.005))
+  c.data.augment = ml_collections.ConfigDict(dict(rotate=6.2832, flip_prob=0.5, scale=(0.9, 1.1), jitter=0.005,
+                                                  colour_jitter=0.05, colour_features=True))
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = 'minkunet14'

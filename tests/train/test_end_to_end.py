@@ -7,10 +7,12 @@ from ws3d_jax.train import trainer
 
 def test_smoke_run_writes_everything_and_resumes(tmp_path):
   config = synthetic_config.get_config('smoke')
+  config.data.data_dir = str(tmp_path / 'tfds')
   summary = trainer.train_and_evaluate(config, str(tmp_path))
 
   metrics = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
-  assert set(metrics['iou']) == set(trainer.label_defs.SYNTHETIC_CLASSES)
+  assert set(metrics['iou']) == set(trainer.label_defs.CLASSES['synthetic'])
+  assert (tmp_path / 'tfds' / 'synthetic').is_dir()  # the embedded default was built as a TFDS data set
   assert 0.0 <= metrics['miou'] <= 1.0 and metrics['points'] > 0
   assert metrics['miou'] == summary['miou']
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 6]

@@ -21,7 +21,8 @@ from flax.training import train_state
 
 from ws3d_jax import sparse
 from ws3d_jax.data import labels as label_defs
-from ws3d_jax.data import synthetic
+from ws3d_jax.data import build
+from ws3d_jax.data.augment import AugmentParams, augment
 from ws3d_jax.evaluation import semantic
 from ws3d_jax.losses import supervised
 from ws3d_jax.models import minkunet
@@ -36,28 +37,20 @@ class TrainState(train_state.TrainState):
 
 # --- data -----------------------------------------------------------------------------------------
 
-def load_scenes(config) -> tuple[list, list, tuple]:
-  """(train scenes, validation scenes, class names) for the configured data set."""
+def load_scenes(config) -> tuple:
+  """(train source, validation source, class names): TFDS array_record data sources, built on
+  first use into ``config.data.data_dir`` (the synthetic rooms need no download)."""
   d = config.data
   if d.name != 'synthetic':
     raise ValueError(f'data set {d.name!r} is not wired into the trainer yet; use synthetic')
-  ids = synthetic.make_split_scene_ids(d.num_train, d.num_val)
-  read = lambda sid: synthetic.read_scene(sid, num_points=d.points_per_scene)
-  return [read(s) for s in ids['train']], [read(s) for s in ids['validation']], label_defs.SYNTHETIC_CLASSES
+  sources = build.load_or_build('synthetic', d.data_dir, config={
+      'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene})
+  return sources['train'], sources['validation'], label_defs.CLASSES['synthetic']
 
 
-def augment(scene: dict, rng: np.random.Generator, config) -> dict:
-  """Rotation about the up axis, flips, scaling and jitter: the usual indoor set."""
-  a = config.data.augment
-  xyz = scene['xyz'] - scene['xyz'].mean(0)
-  angle = rng.uniform(0, 2 * np.pi) if a.rotate else 0.0
-  c, s = np.cos(angle), np.sin(angle)
-  rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
-  flip = np.where(rng.random(2) < a.flip_prob, -1.0, 1.0) if a.flip_prob else np.ones(2)
-  scale = rng.uniform(*a.scale) if a.scale else 1.0
-  xyz = (xyz @ rot.T) * np.array([flip[0], flip[1], 1.0]) * scale
-  xyz = xyz + rng.normal(0, a.jitter, xyz.shape) if a.jitter else xyz
-  return {**scene, 'xyz': xyz.astype(np.float32)}
+def augment_scene(scene: dict, rng: np.random.Generator, params: AugmentParams) -> dict:
+  xyz, features = augment(scene['xyz'], scene['features'], rng, params)
+  return {**scene, 'xyz': xyz, 'features': features}
 
 
 def make_batch(scenes: list, config, profile) -> tuple[dict, sparse.Capacities]:
@@ -157,11 +150,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   rng = np.random.default_rng(config.seed)
 
   train_scenes, val_scenes, class_names = load_scenes(config)
-  profile = fit_profile(train_scenes[:config.train.batch_size], config)
+  profile = fit_profile([train_scenes[i] for i in range(config.train.batch_size)], config)
   model = make_model(config, len(class_names))
   steps_per_epoch = max(1, len(train_scenes) // config.train.batch_size)
   tx, schedule = make_optimizer(config, steps_per_epoch)
-  arrays, caps = make_batch(train_scenes[:config.train.batch_size], config, profile)
+  arrays, caps = make_batch([train_scenes[i] for i in range(config.train.batch_size)], config, profile)
   state = create_train_state(jax.random.PRNGKey(config.seed), model, tx, arrays, caps)
 
   ckpt = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
@@ -172,10 +165,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     state = ckpt.restore(start, args=ocp.args.StandardRestore(state))
     logging.info('resumed from step %d', start)
 
+  aug = AugmentParams.from_config(config.data.augment)
   t0, points = time.time(), 0
   for step in range(start + 1, config.train.steps + 1):
     picks = rng.choice(len(train_scenes), config.train.batch_size, replace=False)
-    arrays, caps = make_batch([augment(train_scenes[i], rng, config) for i in picks], config, profile)
+    arrays, caps = make_batch([augment_scene(train_scenes[i], rng, aug) for i in picks], config, profile)
     state, metrics = train_step(state, arrays, caps, model)
     points += int(arrays['point_valid'].sum())
     if step % config.train.log_every == 0 or step == config.train.steps:
