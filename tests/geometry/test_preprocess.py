@@ -4,6 +4,7 @@ import pytest
 
 from ws3d_jax.geometry.preprocess import (DATASET_PARAMS, PreprocessParams, default_params,
                                           preprocess_scene)
+from ws3d_jax.geometry.region_quality import region_purity
 from tests.geometry.synthetic import room_corner
 
 
@@ -73,3 +74,34 @@ def test_tiny_clouds(n):
   out = preprocess_scene(xyz, labels=np.zeros(n, np.int32))
   assert out['region_id'].shape == (n,) and out['region_id'].min() == 0
   assert out['region_pairs'].shape[1] == 2 and out['boundary'].shape == (n,)
+
+
+def test_features_optional(scene):
+  xyz, labels, out = scene
+  colour = np.random.default_rng(0).uniform(0, 255, (len(xyz), 3))
+  # ScanNet defaults carry no colour weight: features change nothing, and None is the default.
+  same = preprocess_scene(xyz, labels, 255, 'scannet', features=colour)
+  assert np.array_equal(same['region_id'], out['region_id'])
+  # With a colour threshold and merge weight a colour seam cuts the regions of the scene.
+  half = (xyz[:, 1] >= 1.0).astype(np.int32)
+  seam = (255.0 * half)[:, None].repeat(3, axis=1)
+  params = {'max_feature_diff': 0.5, 'feature_weight': 10.0}
+  cut = preprocess_scene(xyz, params=params, features=seam)['region_id']
+  joined = preprocess_scene(xyz, params=params)['region_id']
+  assert region_purity(cut, half, 255) > 0.995 > region_purity(joined, half, 255)
+
+
+@pytest.mark.parametrize('features, message', [
+    (np.zeros((9, 3)), 'features must have shape'),
+    (np.zeros((10, 2, 2)), 'features must have shape'),
+    (np.full((10,), np.nan), 'NaN or infinite'),
+])
+def test_bad_features_raise(features, message):
+  with pytest.raises(ValueError, match=message):
+    preprocess_scene(np.random.default_rng(0).normal(size=(10, 3)), features=features)
+
+
+def test_mean_region_size_floor(scene):
+  xyz, _, out = scene
+  q = out['region_id'].max() + 1
+  assert len(xyz) / q >= DATASET_PARAMS['scannet'].min_mean_region_size

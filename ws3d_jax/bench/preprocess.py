@@ -3,7 +3,8 @@
     python -m ws3d_jax.bench.preprocess --out report.json [--data ../shared/data] [--repeats 3]
 
 Runs one SemanticKITTI scan (00/000000) and one full-resolution ScanNet scene (scene0000_00)
-from the real data samples, with each data set's default parameters. For each it reports the
+from the real data samples, with each data set's default parameters and appearance features
+(remission, RGB). For each it reports the
 seconds of every stage (median of the repeats, after one warm-up run), the region count Q, the
 mean region size, and the point-weighted region purity next to that of a voxel grid with the
 same number of occupied voxels.
@@ -35,35 +36,40 @@ from ws3d_jax.geometry.boundary import label_boundaries
 from ws3d_jax.geometry.knn import knn
 from ws3d_jax.geometry.normals import estimate_normals
 from ws3d_jax.geometry.oversegment import oversegment
-from ws3d_jax.geometry.preprocess import PreprocessParams, default_params, preprocess_scene
+from ws3d_jax.geometry.preprocess import (PreprocessParams, default_params, oversegment_kwargs,
+                                          preprocess_scene)
 from ws3d_jax.geometry.region_quality import region_purity, voxel_partition_like
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
 
 
-def load_scannet_scene(data_root: str | os.PathLike, scene: str = 'scene0000_00'
-                       ) -> tuple[np.ndarray, np.ndarray]:
-  """(xyz float32 (N, 3), labels int32 0..19 / IGNORE_LABEL) of a scannet_instance_data scene."""
+def load_scannet_scene(data_root: str | os.PathLike, scene: str = 'scene0000_00', *,
+                       with_features: bool = False) -> tuple[np.ndarray, ...]:
+  """(xyz float32 (N, 3), labels int32 0..19 / IGNORE_LABEL) of a scannet_instance_data scene;
+  with_features adds its RGB, (N, 3) float32 0..255, as a third element."""
   folder = Path(data_root) / 'scannet' / 'scannet_instance_data'
   vert = np.load(folder / f'{scene}_vert.npy')
   label_path = folder / f'{scene}_sem_label.npy'
   labels = map_nyu40(np.load(label_path), source=label_path)
-  return np.ascontiguousarray(vert[:, :3], np.float32), labels.astype(np.int32)
+  out = np.ascontiguousarray(vert[:, :3], np.float32), labels.astype(np.int32)
+  return (*out, np.ascontiguousarray(vert[:, 3:6], np.float32)) if with_features else out
 
 
-def load_semantickitti_scan(data_root: str | os.PathLike, scan: str = '00_000000'
-                            ) -> tuple[np.ndarray, np.ndarray]:
-  """(xyz, labels 0..18 / IGNORE_LABEL) of a scan, mapped with the sample's own yaml."""
+def load_semantickitti_scan(data_root: str | os.PathLike, scan: str = '00_000000', *,
+                            with_features: bool = False) -> tuple[np.ndarray, ...]:
+  """(xyz, labels 0..18 / IGNORE_LABEL) of a scan, mapped with the sample's own yaml;
+  with_features adds its remission, (N,) float32 0..1, as a third element."""
   root = Path(data_root) / 'semantickitti'
   learning_map, _ = load_semantickitti_maps(root / 'semantic-kitti.yaml')
   bin_path, label_path = semantickitti.scan_paths(root, scan)
   points = semantickitti.read_points(bin_path)
   labels, _ = semantickitti.read_labels(label_path, len(points), learning_map)
-  return np.ascontiguousarray(points[:, :3]), labels.astype(np.int32)
+  out = np.ascontiguousarray(points[:, :3]), labels.astype(np.int32)
+  return (*out, np.ascontiguousarray(points[:, 3], np.float32)) if with_features else out
 
 
-def time_stages(xyz: np.ndarray, labels: np.ndarray, params: PreprocessParams
-                ) -> tuple[dict[str, float], np.ndarray]:
+def time_stages(xyz: np.ndarray, labels: np.ndarray, params: PreprocessParams,
+                features: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
   """Seconds of each stage of preprocess_scene, run in the same order, and the region ids."""
   seconds: dict[str, float] = {}
 
@@ -75,33 +81,32 @@ def time_stages(xyz: np.ndarray, labels: np.ndarray, params: PreprocessParams
 
   neighbours = timed('knn', knn, xyz, max(params.grow_k, params.adjacency_k, params.boundary_k))
   normals, curvature = timed('normals', estimate_normals, xyz, params.normal_k)
-  region_id = timed(
-      'oversegment', oversegment, xyz, normals, curvature, neighbours=neighbours,
-      k=params.grow_k, max_angle_deg=params.max_angle_deg, max_curvature=params.max_curvature,
-      max_edge_length=params.max_edge_length, min_region_size=params.min_region_size,
-      max_region_points=params.max_region_points, max_extent=params.max_extent)
+  scaled = None if features is None else features / np.float32(params.feature_scale)
+  region_id = timed('oversegment', oversegment, xyz, normals, curvature,
+                    neighbours=neighbours, features=scaled, **oversegment_kwargs(params))
   timed('adjacency', region_adjacency, xyz, region_id, params.adjacency_k,
         params.adjacency_radius, neighbours=neighbours)
   timed('boundary', label_boundaries, xyz, labels, IGNORE_LABEL, params.boundary_k,
         params.boundary_radius, neighbours=neighbours)
-  timed('preprocess_scene', preprocess_scene, xyz, labels, IGNORE_LABEL, params)
+  timed('preprocess_scene', preprocess_scene, xyz, labels, IGNORE_LABEL, params, features)
   return seconds, region_id
 
 
 def bench_scene(name: str, xyz: np.ndarray, labels: np.ndarray, dataset: str,
-                repeats: int) -> dict:
+                repeats: int, features: np.ndarray | None = None) -> dict:
   params = default_params(dataset)
-  time_stages(xyz, labels, params)  # warm-up: page in libraries and data
-  runs = [time_stages(xyz, labels, params) for _ in range(repeats)]
+  time_stages(xyz, labels, params, features)  # warm-up: page in libraries and data
+  runs = [time_stages(xyz, labels, params, features) for _ in range(repeats)]
   region_id = runs[-1][1]
   stages = {stage: statistics.median(run[stage] for run, _ in runs) for stage in runs[0][0]}
   q = int(region_id.max()) + 1
   voxel_id, voxel_size = voxel_partition_like(xyz, q)
-  out = preprocess_scene(xyz, labels, IGNORE_LABEL, params)
+  out = preprocess_scene(xyz, labels, IGNORE_LABEL, params, features)
   return {
       'scene': name,
       'dataset': dataset,
       'points': int(len(xyz)),
+      'feature_channels': 0 if features is None else int(np.prod(np.shape(features)[1:])),
       'seconds': {stage: round(s, 4) for stage, s in stages.items()},
       'seconds_sum_of_stages': round(sum(s for k, s in stages.items()
                                          if k != 'preprocess_scene'), 4),
@@ -113,7 +118,9 @@ def bench_scene(name: str, xyz: np.ndarray, labels: np.ndarray, dataset: str,
       'voxel_purity': round(region_purity(voxel_id, labels, IGNORE_LABEL), 4),
       'region_pairs': int(len(out['region_pairs'])),
       'boundary_fraction': round(float(out['boundary'].mean()), 4),
-      'params': dataclasses.asdict(params),
+      # JSON has no infinity: 'inf' marks a switched-off threshold.
+      'params': {name: 'inf' if value == float('inf') else value
+                 for name, value in dataclasses.asdict(params).items()},
   }
 
 
@@ -149,12 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     raise SystemExit(f'data samples not found at {args.data} (pass --data)')
   pinning = pin_to_one_core()
   scenes = [
-      ('semantickitti 00/000000', *load_semantickitti_scan(args.data, '00_000000'),
-       'semantickitti'),
-      ('scannet scene0000_00', *load_scannet_scene(args.data, 'scene0000_00'), 'scannet'),
+      ('semantickitti 00/000000', 'semantickitti',
+       *load_semantickitti_scan(args.data, '00_000000', with_features=True)),
+      ('scannet scene0000_00', 'scannet',
+       *load_scannet_scene(args.data, 'scene0000_00', with_features=True)),
   ]
-  results = [bench_scene(name, xyz, labels, dataset, args.repeats)
-             for name, xyz, labels, dataset in scenes]
+  results = [bench_scene(name, xyz, labels, dataset, args.repeats, features)
+             for name, dataset, xyz, labels, features in scenes]
   report = {
       'machine': {'cpu': platform.processor() or platform.machine(), 'python':
                   platform.python_version(), 'threads': pinning},
