@@ -32,6 +32,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.model.width_scale = 0.5
   c.model.impl = 'pairs'  # submanifold dataflow: 'pairs' or 'dense', or one per stride
   c.model.compute_dtype = 'float32'
+  c.model.chunk = 256  # pairs per chunk; small rooms have few pairs per level
 
   c.buckets = ml_collections.ConfigDict(dict(headroom=1.25, growth=1.25, min_voxels=1024))
 

@@ -10,7 +10,7 @@ from ws3d_jax import sparse
 from ws3d_jax.models import minkunet
 from tests.sparse import util
 
-TINY = minkunet.BackboneSpec(blocks=minkunet.PRESETS['minkunet14'], planes=(8,) * 8, stem=8)
+TINY = minkunet.BackboneSpec(blocks=minkunet.PRESETS['minkunet14'], planes=(8,) * 8, stem=8, chunk=16)
 
 
 def _scenes(seed, sizes=((12, 0.2), (10, 0.3))):
@@ -84,8 +84,7 @@ def test_batch_invariance():
 
 def test_pairs_and_dense_dataflows_agree():
   scenes = _scenes(3)
-  dense_spec = minkunet.BackboneSpec(blocks=TINY.blocks, planes=TINY.planes, stem=TINY.stem,
-                                     impl=('dense',) * 5)
+  dense_spec = dataclasses.replace(TINY, impl=('dense',) * 5)
   variables = _init(scenes)
   profile = _profile(scenes, 1.0)
   a, _, _ = _run(variables, scenes, profile, TINY)

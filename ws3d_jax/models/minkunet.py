@@ -35,18 +35,14 @@ class BackboneSpec:
   stem: int = 32
   impl: tuple = ('pairs',) * NUM_LEVELS  # submanifold dataflow per level
 
-  def channels(self) -> tuple:
-    """Widest submanifold input/output per level (sets the pair-map chunk sizes)."""
-    p = self.planes
-    enc = (self.stem,) + tuple(p[:4])
-    dec = (p[7] + self.stem, p[6] + p[0], p[5] + p[1], p[4] + p[2], p[3])
-    return tuple(max(a, b) for a, b in zip(enc, dec))
+  # Pairs per chunk of the 'pairs' convolution. Longer chunks mean fewer, larger matmuls and
+  # fewer per-chunk weight copies, at the price of up to 26 * chunk padding slots per level;
+  # 512 was fastest on a real LiDAR scan at 32 and 64 channels (docs/benchmarks.md).
+  chunk: int = 512
 
   def chunk_sizes(self) -> tuple:
-    """Chunk length per level for 'pairs' (None for 'dense'): long enough that the per-chunk
-    weight copies stay smaller than the gathered features."""
-    return tuple(None if impl == 'dense' else max(64, min(256, c))
-                 for impl, c in zip(self.impl, self.channels()))
+    """Chunk length per level for 'pairs' (None for 'dense', which needs no pair map)."""
+    return tuple(None if impl == 'dense' else self.chunk for impl in self.impl)
 
 
 def backbone_spec(name: str = 'minkunet34', impl: str | Sequence[str] = 'pairs', **kw) -> BackboneSpec:

@@ -5,6 +5,7 @@ the batch's capacities are a static argument, so each capacity bucket compiles o
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -80,8 +81,10 @@ def make_model(config, num_classes: int) -> minkunet.MinkUNet:
   m = config.model
   spec = minkunet.backbone_spec(m.backbone, impl=tuple(m.impl) if not isinstance(m.impl, str) else m.impl)
   if m.get('width_scale', 1.0) != 1.0:
-    spec = minkunet.BackboneSpec(blocks=spec.blocks, impl=spec.impl, stem=max(4, int(spec.stem * m.width_scale)),
-                                 planes=tuple(max(4, int(p * m.width_scale)) for p in spec.planes))
+    spec = dataclasses.replace(spec, stem=max(4, int(spec.stem * m.width_scale)),
+                               planes=tuple(max(4, int(p * m.width_scale)) for p in spec.planes))
+  if m.get('chunk'):
+    spec = dataclasses.replace(spec, chunk=m.chunk)
   dtype = jnp.bfloat16 if m.get('compute_dtype', 'float32') == 'bfloat16' else jnp.float32
   return minkunet.MinkUNet(num_classes=num_classes, spec=spec, dtype=dtype)
 
