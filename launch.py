@@ -1,6 +1,10 @@
-"""Entry point: python launch.py --config=configs/<data set>.py[:<variant>] --workdir=DIR
+"""Entry point: python launch.py --config=configs/<data set>.py[:<tokens>] --workdir=DIR [--mode=eval]
 
-Any config field can be overridden on the command line, e.g. --config.train.steps=100.
+Any config field can be overridden on the command line, e.g. --config.train.steps=100; a field
+that does not exist is an error naming it. --mode=eval evaluates a checkpoint of the workdir
+(config.eval.checkpoint: best, latest or a step) and writes the metrics and exports again.
+Multi-host: run the same command on every host with --multihost (jax.distributed.initialize
+reads the coordinator from the cluster environment; see docs/training.md).
 """
 import importlib.util
 import logging as pylogging
@@ -22,11 +26,16 @@ from ws3d_jax.train import trainer  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Training configuration file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default', 'Directory for checkpoints, TensorBoard and eval output.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resuming when the workdir has a checkpoint) '
+                          'or eval (a checkpoint of the workdir).')
+_MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (one process per host).')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
   # Compiling the sparse network takes tens of seconds on a CPU; a re-run (or a resumed run)
   # with the same buckets loads the executables from disk instead.
   jax.config.update('jax_compilation_cache_dir', os.environ.get(
@@ -36,7 +45,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname)
   logging.info('config:\n%s', _CONFIG.value)
-  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
 
 
 if __name__ == '__main__':

@@ -82,5 +82,43 @@ def test_stream_is_seeded_and_prefetched():
     np.testing.assert_array_equal(x['scene_id'], y['scene_id'])
     np.testing.assert_array_equal(x['view1']['features'], y['view1']['features'])
   assert any(not np.array_equal(x['scene_id'], y['scene_id']) for x, y in zip(a, c))
-  with pytest.raises(ValueError, match='fewer than the batch size'):
-    pipeline.training_stream(scenes[:1], 2, 0, batcher, aug.AugmentParams())
+  with pytest.raises(ValueError, match='empty'):
+    pipeline.training_stream([], 2, 0, batcher, aug.AugmentParams())
+
+
+def test_sharded_batch_pads_every_device_to_the_same_capacities():
+  scenes = [_scene(10, 500), _scene(11, 200), _scene(12, 300), _scene(13, 250)]
+  elements = [dict(pipeline.make_element(s, np.random.default_rng(i), aug.AugmentParams(), 2), labeled=i % 2 == 0)
+              for i, s in enumerate(scenes)]
+  flat = pipeline.Batcher(0.1, _profile(scenes[:2]))
+  batcher = pipeline.Batcher(0.1, flat.profile, num_shards=2)
+  batch = batcher(elements)
+  caps = batch['caps']
+  assert batch['view0']['coords'].shape[:2] == (2, caps.voxels[0])
+  # Device 0 holds scenes 0 and 1, device 1 scenes 2 and 3, each with its own region numbering.
+  assert batch['view0']['point_valid'][0].sum() == 700 and batch['view1']['point_valid'][1].sum() == 550
+  np.testing.assert_array_equal(batch['labels'][1][:300], scenes[2]['semantic'])
+  assert batch['region_valid'][0].sum() == 8 and batch['region_valid'][1].sum() == 8
+  np.testing.assert_array_equal(batch['region_labeled'][1][:8], [True] * 4 + [False] * 4)
+  # The shared capacities fit the larger shard: a flat batch of its scenes plans the same.
+  assert flat(elements[:2])['caps'] == caps
+  with pytest.raises(ValueError, match='do not split over 2 devices'):
+    batcher(elements[:3])
+
+
+def test_ws3d_stream_mixes_branches_and_resumes_at_a_step():
+  lab = [dict(_scene(i, 200 + 10 * i), labeled=True) for i in range(3)]
+  unl = [dict(_scene(10 + i, 200 + 10 * i), labeled=False) for i in range(4)]
+  batcher = pipeline.Batcher(0.1, _profile(lab[:2]))
+  stream = lambda start: pipeline.ws3d_stream(lab, unl, 1, 2, 5, batcher, aug.AugmentParams(), start_step=start)
+  full = stream(0)
+  batches = [next(full) for _ in range(4)]
+  for b in batches:
+    assert b['scene_id'][0] in {s['scene_id'] for s in lab}
+    assert set(b['scene_id'][1:]) <= {s['scene_id'] for s in unl}
+    assert b['region_labeled'][:4].all() and not b['region_labeled'][4:b['region_valid'].sum()].any()
+  resumed = next(stream(3))
+  np.testing.assert_array_equal(resumed['scene_id'], batches[3]['scene_id'])
+  np.testing.assert_array_equal(resumed['view1']['features'], batches[3]['view1']['features'])
+  with pytest.raises(ValueError, match='unlabeled set is empty'):
+    pipeline.ws3d_stream(lab, [], 1, 2, 5, batcher, aug.AugmentParams())

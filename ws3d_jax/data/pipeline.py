@@ -50,15 +50,46 @@ class Batcher:
 
   An element is a dict with 'views': a list of (xyz, features) pairs (1 or 2), and the
   per-point arrays shared by its views ('semantic', optionally 'region_id' + 'region_pairs'
-  + 'pair_boundary').
+  + 'pair_boundary', and 'labeled': whether the element belongs to the labeled branch).
+
+  With ``num_shards`` (data parallel), the elements are cut into that many consecutive groups,
+  one per device; every group is padded to the same capacities (planned from the largest
+  group) and each array gets a leading device axis.
   """
   voxel_size: float
   profile: sparse.BucketProfile
   num_levels: int = 5
+  num_shards: int | None = None
 
   def __call__(self, elements: Sequence[dict]) -> dict:
-    num_views = len(elements[0]['views'])
     names = [e.get('scene_id', f'element {i}') for i, e in enumerate(elements)]
+    shards = 1 if self.num_shards is None else self.num_shards
+    if len(elements) % shards:
+      raise ValueError(f'{len(elements)} scenes per batch do not split over {shards} devices')
+    size = len(elements) // shards
+    groups = [(elements[i:i + size], names[i:i + size]) for i in range(0, len(elements), size)]
+    voxelized = [self._voxelize(g, n) for g, n in groups]
+    caps = self.profile.plan(_merged([c for _, c in voxelized]))
+    parts = [self._pad(g, views, caps) for (g, _), (views, _) in zip(groups, voxelized)]
+    if self.num_shards is None:
+      batch = parts[0]
+    else:
+      batch = stack_trees(parts)
+    batch['caps'] = caps
+    batch['scene_id'] = np.array(names)
+    return batch
+
+  def count(self, elements: Sequence[dict]) -> sparse.StructureCounts:
+    """The structure counts of a batch of these elements (the largest shard's), to fit a
+    BucketProfile on."""
+    shards = self.num_shards or 1
+    size = max(1, len(elements) // shards)
+    names = [e.get('scene_id', f'element {i}') for i, e in enumerate(elements)]
+    return _merged([self._voxelize(elements[i:i + size], names[i:i + size])[1]
+                    for i in range(0, len(elements), size)])
+
+  def _voxelize(self, elements, names):
+    num_views = len(elements[0]['views'])
     views = [[sparse.voxelize_scene(*e['views'][v], self.voxel_size, n) for e, n in zip(elements, names)]
              for v in range(num_views)]
     with_regions = 'region_id' in elements[0]
@@ -69,19 +100,34 @@ class Batcher:
       c = sparse.count_structure(_batch_coords(vox), sum(len(v.point2voxel) for v in vox), self.num_levels,
                                  regions, region_pairs)
       counts = c if counts is None else counts.merge(c)
-    caps = self.profile.plan(counts)
+    return views, counts
 
-    batch = {'caps': caps, 'scene_id': np.array(names)}
+  def _pad(self, elements, views, caps) -> dict:
+    batch = {}
     for v, vox in enumerate(views):
       padded = sparse.collate(vox, caps.voxels[0], caps.points)
       batch[f'view{v}'] = {k: getattr(padded, k) for k in VIEW_KEYS}
-    n = counts.points
     batch['labels'] = _pad(np.concatenate([e['semantic'] for e in elements]), caps.points, IGNORE_LABEL)
     batch['point_batch'] = _pad(np.repeat(np.arange(len(elements)), [len(e['semantic']) for e in elements]),
                                 caps.points, -1)
-    if with_regions:
-      batch.update(_batch_regions(elements, caps, n))
+    if 'region_id' in elements[0]:
+      batch.update(_batch_regions(elements, caps))
     return batch
+
+
+def _merged(counts):
+  out = counts[0]
+  for c in counts[1:]:
+    out = out.merge(c)
+  return out
+
+
+def stack_trees(trees: Sequence[dict]) -> dict:
+  """Stack equally-shaped nested dicts of arrays along a new leading axis."""
+  first = trees[0]
+  if isinstance(first, dict):
+    return {k: stack_trees([t[k] for t in trees]) for k in first}
+  return np.stack(trees)
 
 
 def _batch_coords(vox) -> np.ndarray:
@@ -95,7 +141,7 @@ def _pad(x: np.ndarray, size: int, fill) -> np.ndarray:
   return out
 
 
-def _batch_regions(elements, caps, num_points) -> dict:
+def _batch_regions(elements, caps) -> dict:
   """Region ids made global over the batch (scene offsets); padding points -> caps.regions."""
   offsets = np.cumsum([0] + [int(e['region_id'].max()) + 1 for e in elements])
   region_id = np.concatenate([e['region_id'] + o for e, o in zip(elements, offsets)])
@@ -103,10 +149,12 @@ def _batch_regions(elements, caps, num_points) -> dict:
   boundary = np.concatenate([e.get('pair_boundary', np.zeros(len(e['region_pairs']), np.float32))
                              for e in elements]).astype(np.float32)
   region_batch = np.repeat(np.arange(len(elements)), np.diff(offsets))
+  labeled = np.repeat([bool(e.get('labeled', True)) for e in elements], np.diff(offsets))
   return {
       'region_id': _pad(region_id.astype(np.int32), caps.points, caps.regions),
       'region_valid': np.arange(caps.regions) < offsets[-1],
       'region_batch': _pad(region_batch.astype(np.int32), caps.regions, -1),
+      'region_labeled': _pad(labeled, caps.regions, False),
       'region_pairs': _pad(pairs.astype(np.int32), caps.region_pairs, caps.regions),
       'pair_valid': np.arange(caps.region_pairs) < len(pairs),
       'pair_boundary': _pad(boundary, caps.region_pairs, 0.0),
@@ -117,7 +165,7 @@ def make_element(scene: dict, rng: np.random.Generator, augment_params: AugmentP
   """Augmented views of one scene plus the arrays its views share."""
   views = [augment(scene['xyz'], scene['features'], rng, augment_params) for _ in range(num_views)]
   element = {'scene_id': str(scene.get('scene_id', '')), 'views': views, 'semantic': scene['semantic']}
-  for key in ('region_id', 'region_pairs', 'pair_boundary'):
+  for key in ('region_id', 'region_pairs', 'pair_boundary', 'labeled'):
     if key in scene:
       element[key] = scene[key]
   return element
@@ -126,10 +174,47 @@ def make_element(scene: dict, rng: np.random.Generator, augment_params: AugmentP
 def training_stream(source, batch_size: int, seed: int, batcher: Batcher, augment_params: AugmentParams,
                     num_views: int = 1, num_threads: int = 2, prefetch: int = 2):
   """An endless, seeded, prefetched iterator of training batches."""
-  if len(source) < batch_size:
-    raise ValueError(f'the training set has {len(source)} scenes, fewer than the batch size {batch_size}')
+  if not len(source):
+    raise ValueError('the training set is empty')
   ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
         .random_map(lambda scene, rng: make_element(scene, rng, augment_params, num_views))
         .batch(batch_size, drop_remainder=True, batch_fn=batcher))
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+  return iter(grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch))
+
+
+def ws3d_stream(labeled, unlabeled, labeled_batch: int, unlabeled_batch: int, seed: int, batcher: Batcher,
+                augment_params: AugmentParams, start_step: int = 0, num_views: int = 2, num_threads: int = 2,
+                prefetch: int = 2):
+  """Batches of ``labeled_batch`` labeled plus ``unlabeled_batch`` unlabeled scenes, two views
+  each, from step ``start_step`` on.
+
+  Batch i is a pure function of (seed, i): each branch is its own seeded, reshuffled-per-epoch
+  order of scenes, so a run resumed at step i sees exactly the batches the first run would have.
+  With data parallelism each device gets the same share of labeled and unlabeled scenes.
+  """
+  shards = batcher.num_shards or 1
+  for name, source, size in (('labeled', labeled, labeled_batch), ('unlabeled', unlabeled, unlabeled_batch)):
+    if size % shards:
+      raise ValueError(f'the {name} batch size {size} does not split over {shards} devices')
+    if size and len(source) == 0:
+      raise ValueError(f'the {name} set is empty but its batch size is {size}')
+
+  def branch(source, size, branch_seed):
+    if not size:
+      return None
+    return (grain.MapDataset.source(source).seed(branch_seed).shuffle().repeat()
+            .random_map(lambda scene, rng: make_element(scene, rng, augment_params, num_views))
+            .batch(size, drop_remainder=True, batch_fn=list))
+
+  lab, unl = branch(labeled, labeled_batch, seed), branch(unlabeled, unlabeled_batch, seed + 1)
+
+  def make_batch(step):
+    a = lab[step] if lab is not None else []
+    b = unl[step] if unl is not None else []
+    la, lb = len(a) // shards, len(b) // shards
+    return batcher([e for s in range(shards) for e in a[s * la:(s + 1) * la] + b[s * lb:(s + 1) * lb]])
+
+  ds = grain.MapDataset.range(start_step, 2 ** 62).map(make_batch)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
   return iter(grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch))

@@ -1,5 +1,5 @@
 """A sparse-voxel engine in pure JAX: keys -> kernel maps -> compute, in separate modules."""
-from ws3d_jax.sparse.buckets import BucketProfile, Capacities, count_structure
+from ws3d_jax.sparse.buckets import BucketProfile, Capacities, StructureCounts, count_structure
 from ws3d_jax.sparse.kernel_map import Geometry, build_geometry, check_capacity
 from ws3d_jax.sparse.voxelize import SparseBatch, collate, prepare_batch, voxelize_scene
 

@@ -1,12 +1,15 @@
-"""Training and evaluation loop: ``train_and_evaluate(config, workdir)``.
+"""WS3D training and evaluation: ``train_and_evaluate(config, workdir, mode)``.
 
-The step functions are small and pure (``create_train_state``, ``train_step``, ``eval_step``);
-the batch's capacities are a static argument, so each capacity bucket compiles once.
+    train:  label split -> boundary network (cached) -> WS3D on two views, data parallel
+            -> periodic checkpoints (last N + best val mIoU) -> evaluation -> exports
+    eval:   a checkpoint (best, latest or a step) -> evaluation -> exports
+
+The steps themselves are in ``steps.py``; the objective in ``losses/objective.py``; the split and
+the branch sources in ``data/sources.py``; the boundary network in ``boundary.py``.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import time
@@ -18,181 +21,221 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from clu import metric_writers
-from flax.training import train_state
+from flax import jax_utils
 
 from ws3d_jax import sparse
-from ws3d_jax.data import labels as label_defs
-from ws3d_jax.data import build
-from ws3d_jax.data.augment import AugmentParams, augment
-from ws3d_jax.evaluation import semantic
-from ws3d_jax.losses import supervised
+from ws3d_jax.data import pipeline, sources
+from ws3d_jax.data.augment import AugmentParams
+from ws3d_jax.data.labels import IGNORE_LABEL
+from ws3d_jax.evaluation import export, semantic
+from ws3d_jax.losses.contrast import ContrastParams
+from ws3d_jax.losses.energy import EnergyParams
+from ws3d_jax.losses.objective import Objective
 from ws3d_jax.models import minkunet
+from ws3d_jax.models.ws3d import WS3DNet
+from ws3d_jax.train import boundary, checks, steps
+from ws3d_jax.train.parts import (device_arrays, epoch_steps, fit_profile, make_model, make_objective,
+                                  make_optimizer)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
-MODEL_KEYS = ('coords', 'features', 'voxel_valid', 'point2voxel', 'point_valid')
 
 
-class TrainState(train_state.TrainState):
-  batch_stats: dict
+# --- batches -------------------------------------------------------------------------------------
+
+def sample_elements(data: sources.Experiment, config, num_views: int = 2) -> list:
+  rng = np.random.default_rng(config.seed)
+  aug = AugmentParams.from_config(config.data.augment)
+  t = config.train
+  picks = [data.labeled[i % len(data.labeled)] for i in range(t.labeled_batch)]
+  if t.unlabeled_batch:
+    picks += [data.unlabeled[i % len(data.unlabeled)] for i in range(t.unlabeled_batch)]
+  return [pipeline.make_element(s, rng, aug, num_views) for s in picks]
 
 
-# --- data -----------------------------------------------------------------------------------------
+# --- evaluation ----------------------------------------------------------------------------------
 
-def load_scenes(config) -> tuple:
-  """(train source, validation source, class names): TFDS array_record data sources, built on
-  first use into ``config.data.data_dir`` (the synthetic rooms need no download)."""
-  d = config.data
-  if d.name != 'synthetic':
-    raise ValueError(f'data set {d.name!r} is not wired into the trainer yet; use synthetic')
-  sources = build.load_or_build('synthetic', d.data_dir, config={
-      'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene})
-  return sources['train'], sources['validation'], label_defs.CLASSES['synthetic']
-
-
-def augment_scene(scene: dict, rng: np.random.Generator, params: AugmentParams) -> dict:
-  xyz, features = augment(scene['xyz'], scene['features'], rng, params)
-  return {**scene, 'xyz': xyz, 'features': features}
+def predict_scene(variables, scene: dict, config, profile, model) -> np.ndarray:
+  """Per-point class of a whole scene (every point: voxel outputs read back through point2voxel)."""
+  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], config.data.voxel_size, profile,
+                                     NUM_LEVELS, names=[scene['scene_id']])
+  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
+  logits, needed = steps.predict_step(variables, arrays, caps, model)
+  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
+  return np.asarray(jnp.argmax(logits, -1))[:len(scene['xyz'])]
 
 
-def make_batch(scenes: list, config, profile) -> tuple[dict, sparse.Capacities]:
-  """Voxelized, padded model inputs plus per-point labels padded with the ignore label."""
-  batch, caps = sparse.prepare_batch([(s['xyz'], s['features']) for s in scenes], config.data.voxel_size,
-                                     profile, NUM_LEVELS, names=[s['scene_id'] for s in scenes])
-  labels = np.full((caps.points,), label_defs.IGNORE_LABEL, np.int32)
-  labels[:int(batch.point_valid.sum())] = np.concatenate([s['semantic'] for s in scenes])
-  arrays = {k: getattr(batch, k) for k in MODEL_KEYS}
-  arrays['labels'] = labels
-  return arrays, caps
+def evaluate(variables, data: sources.Experiment, config, profile, model, max_scenes: int = 0,
+             export_dir: Path | None = None) -> tuple[dict, np.ndarray]:
+  """Confusion over every point of the evaluation scenes, summarised as each benchmark's
+  evaluator does (mIoU over all classes); optionally exports every prediction."""
+  num_classes = len(data.class_names)
+  conf = np.zeros((num_classes, num_classes), np.int64)
+  count = len(data.eval_scenes) if not max_scenes else min(max_scenes, len(data.eval_scenes))
+  for i in range(count):
+    scene = data.eval_scenes[i]
+    pred = predict_scene(variables, scene, config, profile, model)
+    conf += semantic.confusion(pred, scene['semantic'], num_classes, IGNORE_LABEL)
+    if export_dir is not None:
+      formats = set(config.eval.export)
+      if 'ply' in formats and i >= config.eval.ply_scenes:
+        formats.discard('ply')
+      export.export_predictions(data.label_set, export_dir, scene['scene_id'], scene['xyz'], pred, formats)
+  return semantic.summarize(conf, data.class_names), conf
 
 
-def fit_profile(scenes: list, config) -> sparse.BucketProfile:
-  """Bucket profile fitted to a sample of scenes, with headroom for the rest."""
-  vox = [sparse.voxelize_scene(s['xyz'], s['features'], config.data.voxel_size, s['scene_id']) for s in scenes]
-  coords = np.concatenate([np.concatenate([np.full((len(v.coords), 1), b, np.int32), v.coords], 1)
-                           for b, v in enumerate(vox)])
-  counts = sparse.count_structure(coords, sum(len(v.point2voxel) for v in vox), NUM_LEVELS)
-  return sparse.BucketProfile.from_counts(counts, headroom=config.buckets.headroom,
-                                          growth=config.buckets.growth, min_voxels=config.buckets.min_voxels)
+def write_eval(writer, step: int, summary: dict, conf: np.ndarray, class_names, prefix: str = 'val') -> None:
+  writer.write_scalars(step, {f'{prefix}/miou': summary['miou'], f'{prefix}/accuracy': summary['accuracy'],
+                              **{f'{prefix}/iou/{k}': v for k, v in summary['iou'].items() if v is not None}})
+  writer.write_images(step, {f'{prefix}/confusion': export.confusion_image(conf, class_names)[None]})
 
 
-# --- model and steps ---------------------------------------------------------------------------
+# --- checkpoints ---------------------------------------------------------------------------------
 
-def make_model(config, num_classes: int) -> minkunet.MinkUNet:
-  m = config.model
-  spec = minkunet.backbone_spec(m.backbone, impl=tuple(m.impl) if not isinstance(m.impl, str) else m.impl)
-  if m.get('width_scale', 1.0) != 1.0:
-    spec = dataclasses.replace(spec, stem=max(4, int(spec.stem * m.width_scale)),
-                               planes=tuple(max(4, int(p * m.width_scale)) for p in spec.planes))
-  if m.get('chunk'):
-    spec = dataclasses.replace(spec, chunk=m.chunk)
-  dtype = jnp.bfloat16 if m.get('compute_dtype', 'float32') == 'bfloat16' else jnp.float32
-  return minkunet.MinkUNet(num_classes=num_classes, spec=spec, dtype=dtype)
+def checkpoint_managers(workdir: Path, keep: int) -> tuple:
+  """(latest, best): the last ``keep`` periodic checkpoints, and the best one by val mIoU."""
+  latest = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=keep))
+  best = ocp.CheckpointManager((workdir / 'checkpoints_best').absolute(),
+                               options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m['miou'],
+                                                                    best_mode='max'))
+  return latest, best
 
 
-def make_optimizer(config, steps_per_epoch: int):
-  o = config.optim
-  boundaries = {int(e * steps_per_epoch): o.decay_factor for e in range(o.decay_every_epochs, 100000,
-                                                                            o.decay_every_epochs)
-                if e * steps_per_epoch < config.train.steps}
-  schedule = optax.piecewise_constant_schedule(o.lr, boundaries)
-  return optax.adam(schedule), schedule
+def restore_for_eval(latest, best, which: str, state):
+  if which == 'best' and best.best_step() is not None:
+    return best.restore(best.best_step(), args=ocp.args.StandardRestore(state)), best.best_step()
+  if which in ('best', 'latest'):
+    step = latest.latest_step()
+  else:
+    step = int(which)
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint to evaluate in {latest.directory}; train first (--mode=train)')
+  return latest.restore(step, args=ocp.args.StandardRestore(state)), step
 
 
-def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
-  @jax.jit
-  def init(arrays):
-    geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-    return model.init(rng, arrays['features'], geom, train=False)
+# --- the job -------------------------------------------------------------------------------------
 
-  variables = init(arrays)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
-                           batch_stats=variables['batch_stats'])
-
-
-@functools.partial(jax.jit, static_argnames=('caps', 'model'), donate_argnums=(0,))
-def train_step(state: TrainState, arrays: dict, caps, model):
-  geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-
-  def loss_fn(params):
-    out, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, arrays['features'],
-                                  geom, train=True, mutable=['batch_stats'])
-    return supervised.cross_entropy(out['logits'], arrays['labels'], label_defs.IGNORE_LABEL), updates
-
-  (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads, batch_stats=updates['batch_stats'])
-  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), 'needed': geom.needed}
-  return state, metrics
-
-
-@functools.partial(jax.jit, static_argnames=('caps', 'model'))
-def eval_step(state: TrainState, arrays: dict, caps, model):
-  geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-  out = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats}, arrays['features'], geom,
-                       train=False)
-  return jnp.argmax(out['logits'], -1), geom.needed
-
-
-# --- loop ----------------------------------------------------------------------------------------
-
-def evaluate(state, scenes, config, profile, model, class_names) -> dict:
-  """Whole scenes, every point: per-point predictions against per-point labels."""
-  conf = np.zeros((len(class_names),) * 2, np.int64)
-  for scene in scenes:
-    arrays, caps = make_batch([scene], config, profile)
-    pred, needed = eval_step(state, arrays, caps, model)
-    sparse.check_capacity(needed, caps.voxels + caps.pairs)
-    n = len(scene['semantic'])
-    conf += semantic.confusion(np.asarray(pred)[:n], scene['semantic'], len(class_names), label_defs.IGNORE_LABEL)
-  return semantic.summarize(conf, class_names)
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
+  checks.validate_config(config)
+  if mode not in ('train', 'eval'):
+    raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   writer = metric_writers.create_default_writer(str(workdir / 'tensorboard'), just_logging=jax.process_index() > 0)
-  rng = np.random.default_rng(config.seed)
+  data = sources.load_experiment(config, workdir)
+  num_classes = len(data.class_names)
+  devices = jax.local_device_count()
+  t = config.train
 
-  train_scenes, val_scenes, class_names = load_scenes(config)
-  profile = fit_profile([train_scenes[i] for i in range(config.train.batch_size)], config)
-  model = make_model(config, len(class_names))
-  steps_per_epoch = max(1, len(train_scenes) // config.train.batch_size)
-  tx, schedule = make_optimizer(config, steps_per_epoch)
-  arrays, caps = make_batch([train_scenes[i] for i in range(config.train.batch_size)], config, profile)
-  state = create_train_state(jax.random.PRNGKey(config.seed), model, tx, arrays, caps)
+  batcher = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=devices)
+  elements = sample_elements(data, config)
+  batcher.profile = fit_profile(batcher, elements, config.buckets)
+  model = make_model(config, num_classes)
+  eval_model = model.clone(bn_axis=None)
+  per_epoch = epoch_steps(len({e['scene'] for e in data.split['labeled'] + data.split['unlabeled']}), config)
+  total_steps = t.steps or t.epochs * per_epoch
+  tx, schedule = make_optimizer(config.optim, total_steps, per_epoch)
+  first = batcher(elements)
+  shard0 = jax.tree.map(lambda x: x[0], first['view0'])
+  state = steps.create_train_state(jax.random.PRNGKey(config.seed), model, tx, shard0, first['caps'])
+  latest, best = checkpoint_managers(workdir, t.keep_checkpoints)
 
-  ckpt = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
-                               options=ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints))
+  if mode == 'eval':
+    state, step = restore_for_eval(latest, best, config.eval.checkpoint, state)
+    logging.info('evaluating the checkpoint of step %d', step)
+    return finish(state, step, data, config, batcher.profile, eval_model, writer, workdir)
+
+  if needs_boundary(config, data):
+    data.unlabeled.boundary = boundary.boundary_points(config, data, workdir, writer)
+
   start = 0
-  if ckpt.latest_step() is not None:
-    start = ckpt.latest_step()
-    state = ckpt.restore(start, args=ocp.args.StandardRestore(state))
-    logging.info('resumed from step %d', start)
+  if latest.latest_step() is not None:
+    start = latest.latest_step()
+    state = latest.restore(start, args=ocp.args.StandardRestore(state))
+    logging.info('resumed from the checkpoint of step %d in %s', start, latest.directory)
+  objective = make_objective(config, num_classes)
+  stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch,
+                                config.seed + 1000 * jax.process_index(), batcher,
+                                AugmentParams.from_config(config.data.augment), start_step=start,
+                                num_threads=config.data.num_threads)
+  state = train(state, stream, start, total_steps, model, objective, schedule, data, config, batcher, eval_model,
+                writer, latest, best)
+  summary = finish(state, total_steps, data, config, batcher.profile, eval_model, writer, workdir)
+  if total_steps not in best.all_steps():
+    best.save(total_steps, args=ocp.args.StandardSave(state), metrics={'miou': summary['miou']})
+    best.wait_until_finished()
+  return summary
 
-  aug = AugmentParams.from_config(config.data.augment)
-  t0, points = time.time(), 0
-  for step in range(start + 1, config.train.steps + 1):
-    picks = rng.choice(len(train_scenes), config.train.batch_size, replace=False)
-    arrays, caps = make_batch([augment_scene(train_scenes[i], rng, aug) for i in picks], config, profile)
-    state, metrics = train_step(state, arrays, caps, model)
-    points += int(arrays['point_valid'].sum())
-    if step % config.train.log_every == 0 or step == config.train.steps:
-      metrics = jax.device_get(metrics)
-      sparse.check_capacity(metrics.pop('needed'), caps.voxels + caps.pairs)
-      if not np.isfinite(metrics['loss']):
-        raise FloatingPointError(f'loss is {metrics["loss"]} at step {step}; the last good checkpoint is kept')
+
+def needs_boundary(config, data) -> bool:
+  return bool(config.boundary.enabled and config.loss.w_energy and config.loss.boundary_labels
+              and config.train.unlabeled_batch and len(data.unlabeled))
+
+
+def train(state, stream, start, total_steps, model, objective, schedule, data, config, batcher, eval_model, writer,
+          latest, best):
+  """The optimisation loop. Host synchronisation only at log, checkpoint and eval steps."""
+  t = config.train
+  state = jax_utils.replicate(state)
+  rng = jax_utils.replicate(jax.random.PRNGKey(config.seed + 1))
+  nonfinite = jnp.zeros((), jnp.int32)
+  last_good = start
+  t0, points, t_steps = time.time(), 0, 0
+  for step in range(start + 1, total_steps + 1):
+    batch = next(stream)
+    state, metrics = steps.train_step(state, device_arrays(batch), rng, batch['caps'], model, objective)
+    nonfinite = nonfinite + metrics['nonfinite'][0]
+    points += int(batch['view0']['point_valid'].sum())
+    t_steps += 1
+    is_last = step == total_steps
+    if step % t.log_every == 0 or is_last:
+      m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
+      sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+      _stop_if_nonfinite(int(nonfinite), step, last_good, latest.directory)
       elapsed = time.time() - t0
-      writer.write_scalars(step, {**{k: float(v) for k, v in metrics.items()}, 'lr': float(schedule(step - 1)),
-                                  'points_per_second': points / elapsed})
-      t0, points = time.time(), 0
-    if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-      ckpt.save(step, args=ocp.args.StandardSave(state))
-  ckpt.wait_until_finished()
+      scalars = {k: float(v) for k, v in m.items() if k != 'nonfinite'}
+      scalars.update(lr=float(schedule(step - 1)), points_per_second=points / elapsed, steps_per_second=t_steps / elapsed)
+      writer.write_scalars(step, scalars)
+      logging.info('step %d/%d  loss %.4f  %s  %.2f steps/s', step, total_steps, scalars['loss'],
+                   '  '.join(f'{k} {scalars[k]:.4f}' for k in ('ce', 'sce', 'energy', 'contrast') if k in scalars),
+                   scalars['steps_per_second'])
+      t0, points, t_steps = time.time(), 0, 0
+    evaluate_now = t.eval_every and (step % t.eval_every == 0) and not is_last
+    if step % t.checkpoint_every == 0 or is_last or evaluate_now:
+      _stop_if_nonfinite(int(nonfinite), step, last_good, latest.directory)
+      host_state = jax.device_get(jax_utils.unreplicate(state))
+      latest.save(step, args=ocp.args.StandardSave(host_state))
+      last_good = step
+      if evaluate_now:
+        summary, conf = evaluate({'params': host_state.params, 'batch_stats': host_state.batch_stats}, data, config,
+                                 batcher.profile, eval_model, max_scenes=config.eval.max_scenes_during_training)
+        write_eval(writer, step, summary, conf, data.class_names)
+        best.save(step, args=ocp.args.StandardSave(host_state), metrics={'miou': summary['miou']})
+        logging.info('step %d: val mIoU %.1f', step, 100 * summary['miou'])
+  latest.wait_until_finished()
+  return jax.device_get(jax_utils.unreplicate(state))
 
-  summary = evaluate(state, val_scenes, config, profile, model, class_names)
-  logging.info('validation, %d scenes:\n%s', len(val_scenes), semantic.format_table(summary))
-  writer.write_scalars(config.train.steps, {'val/miou': summary['miou'],
-                                            **{f'val/iou/{k}': v for k, v in summary['iou'].items() if v is not None}})
+
+def _stop_if_nonfinite(count: int, step: int, last_good: int, directory) -> None:
+  if count:
+    raise FloatingPointError(
+        f'the loss, gradient or update became NaN/inf in {count} step(s) up to step {step}; those updates were '
+        f'not applied and training stops here. The last good checkpoint (step {last_good}) is kept in '
+        f'{directory}. Lower optim.lr, set optim.grad_clip, or check the input data, then run again.')
+
+
+def finish(state, step, data, config, profile, eval_model, writer, workdir: Path) -> dict:
+  """Final evaluation on every evaluation scene: metrics.json, the log table, TensorBoard,
+  predictions in the benchmark's official format and coloured .ply files."""
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  out = workdir / 'eval'
+  out.mkdir(exist_ok=True)
+  summary, conf = evaluate(variables, data, config, profile, eval_model, export_dir=out)
+  logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), semantic.format_table(summary))
+  write_eval(writer, step, summary, conf, data.class_names)
   writer.flush()
-  (workdir / 'eval').mkdir(exist_ok=True)
-  (workdir / 'eval' / 'metrics.json').write_text(json.dumps(summary, indent=2))
+  summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names)}
+  tmp = out / 'metrics.json.tmp'
+  tmp.write_text(json.dumps(summary, indent=2))
+  tmp.replace(out / 'metrics.json')
   return summary

@@ -1,0 +1,167 @@
+"""What every WS3D config shares, and the variant tokens of ``configs/<data set>.py:<tokens>``.
+
+Tokens (comma separated, any order):
+  1pct 5pct 10pct 15pct 20pct 25pct 30pct 40pct 100pct   labeled share of the training points
+  sup_only         the baseline: labeled scenes and cross-entropy alone, same steps and labeled batch
+  smoke            everything shrunk to a couple of minutes on 2 CPU cores; every stage still runs
+  transductive     the evaluation scenes (without labels) join the unlabeled set
+  bf16             bfloat16 compute (float32 parameters, losses and BatchNorm statistics)
+  Table 5 ablations of the paper, one switch each:
+  no_boundary      w_ij = 0 for every pair (no boundary network)
+  no_pairwise      the unary energy term alone
+  no_energy_h      H_ij = 1 in the energy (no confidence mask)
+  no_contrast_h    every unlabeled region in the contrast, confident or not
+  no_contrast      no region contrast on unlabeled scenes
+  last_stage       region contrast on the last encoder stage only (not multi-stage)
+  no_sce           no supervised region contrast on labeled scenes
+"""
+from __future__ import annotations
+
+import ml_collections
+
+RATIOS = {f'{p}pct': p / 100 for p in (1, 5, 10, 15, 20, 25, 30, 40, 100)}
+ABLATIONS = ('no_boundary', 'no_pairwise', 'no_energy_h', 'no_contrast_h', 'no_contrast', 'last_stage', 'no_sce')
+FLAGS = ('sup_only', 'smoke', 'transductive', 'bf16') + ABLATIONS
+
+
+def parse_tokens(arg: str, file: str, default_ratio: str) -> tuple[float, set]:
+  tokens = [t.strip() for t in (arg or '').split(',') if t.strip()]
+  unknown = [t for t in tokens if t not in RATIOS and t not in FLAGS]
+  if unknown:
+    raise ValueError(f'{file}: unknown config token(s) {unknown}; known: ratios {sorted(RATIOS, key=RATIOS.get)} '
+                     f'and {list(FLAGS)}')
+  ratios = [t for t in tokens if t in RATIOS]
+  if len(ratios) > 1:
+    raise ValueError(f'{file}: more than one label ratio in {arg!r}: {ratios}')
+  return RATIOS[ratios[0] if ratios else default_ratio], set(tokens) - set(ratios)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Paper defaults (METHOD.md, "Training"); each data set's file sets what differs."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = ''
+  c.data.data_dir = '~/tensorflow_datasets'  # TFDS data dir; built there from manual_dir on first use
+  c.data.manual_dir = ''  # the downloaded data set (not needed once built)
+  c.data.eval_split = 'validation'
+  c.data.holdout = ''  # scene id prefixes taken out of train and evaluated on instead (small samples)
+  c.data.label_ratio = 0.05
+  c.data.split_seed = 0
+  c.data.split_file = ''  # a split.json to reuse instead of making one
+  c.data.transductive = False
+  c.data.voxel_size = 0.05
+  c.data.num_threads = 4
+  c.data.augment = ml_collections.ConfigDict(dict(rotate=6.2832, flip_prob=0.5, scale=(0.9, 1.1), jitter=0.005,
+                                                  colour_jitter=0.05, colour_features=True))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.backbone = 'minkunet34'
+  c.model.width_scale = 1.0
+  c.model.impl = 'pairs'  # submanifold dataflow: 'pairs' or 'dense', or one per stride
+  c.model.chunk = 512
+  c.model.compute_dtype = 'float32'
+  c.model.embed_dim = 64  # projection head output, per contrasted stage
+
+  c.boundary = ml_collections.ConfigDict()
+  c.boundary.enabled = True
+  c.boundary.backbone = 'minkunet14'
+  c.boundary.width_scale = 1.0
+  c.boundary.steps = 2000
+  c.boundary.batch_size = 8
+  c.boundary.focal_alpha = 2.0
+  c.boundary.threshold = 0.5
+  c.boundary.cache_dir = ''  # default <workdir>/boundary
+  c.boundary.quality_scenes = 8  # evaluation scenes its precision / recall are logged on
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.w_ce = 1.0
+  c.loss.w_sce = 1.0
+  c.loss.w_energy = 1.0
+  c.loss.w_contrast = 1.0
+  c.loss.eps = 0.5
+  c.loss.gamma = 0.8
+  c.loss.tau = 0.1
+  c.loss.boundary_labels = True
+  c.loss.pairwise_energy = True
+  c.loss.energy_confidence_mask = True
+  c.loss.contrast_confidence_mask = True
+  c.loss.region_contrast = True
+  c.loss.last_stage_only = False
+  c.loss.supervised_contrast = True
+  c.loss.normalize_energy = True
+  c.loss.same_scene_negatives = False
+  c.loss.max_regions = 2048
+
+  c.buckets = ml_collections.ConfigDict(dict(headroom=1.25, growth=1.25, min_voxels=1024))
+  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, decay_factor=0.2, decay_every_epochs=50, grad_clip=0.0))
+
+  c.train = ml_collections.ConfigDict()
+  c.train.labeled_batch = 8  # the paper's batch of 16, half labeled and half unlabeled scenes
+  c.train.unlabeled_batch = 8
+  c.train.epochs = 500
+  c.train.steps = 0  # > 0 overrides epochs
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1000
+  c.train.keep_checkpoints = 3
+  c.train.eval_every = 5000  # 0: only at the end
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.checkpoint = 'best'  # for --mode=eval: 'best', 'latest' or a step
+  c.eval.export = ('official', 'ply')
+  c.eval.ply_scenes = 8  # coloured .ply files for the first scenes only (they are large)
+  c.eval.max_scenes_during_training = 0  # 0: all
+  return c
+
+
+def apply_tokens(c: ml_collections.ConfigDict, ratio: float, flags: set) -> ml_collections.ConfigDict:
+  c.data.label_ratio = ratio
+  c.data.transductive = 'transductive' in flags
+  if 'bf16' in flags:
+    c.model.compute_dtype = 'bfloat16'
+  l = c.loss
+  l.boundary_labels = 'no_boundary' not in flags
+  l.pairwise_energy = 'no_pairwise' not in flags
+  l.energy_confidence_mask = 'no_energy_h' not in flags
+  l.contrast_confidence_mask = 'no_contrast_h' not in flags
+  l.region_contrast = 'no_contrast' not in flags
+  l.last_stage_only = 'last_stage' in flags
+  l.supervised_contrast = 'no_sce' not in flags
+  if 'sup_only' in flags:
+    # Same labeled batch and steps; no unlabeled scenes, no WS3D terms.
+    l.w_sce = l.w_energy = l.w_contrast = 0.0
+    c.train.unlabeled_batch = 0
+    c.boundary.enabled = False
+  return c
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A couple of minutes on 2 CPU cores, every stage included."""
+  c.model.backbone, c.model.width_scale, c.model.embed_dim, c.model.chunk = 'minkunet14', 0.25, 16, 256
+  c.boundary.backbone, c.boundary.width_scale, c.boundary.steps, c.boundary.batch_size = 'minkunet14', 0.25, 4, 2
+  c.boundary.quality_scenes = 1
+  c.train.labeled_batch, c.train.unlabeled_batch = 1, 1
+  if c.loss.w_energy == 0 and c.loss.w_contrast == 0:
+    c.train.unlabeled_batch = 0
+  c.train.steps, c.train.log_every, c.train.checkpoint_every, c.train.eval_every = 6, 2, 3, 0
+  c.train.keep_checkpoints = 2
+  c.loss.max_regions = 256
+  c.eval.ply_scenes = 1
+  c.data.num_threads = 2
+  return c
+
+
+def get(arg: str, file: str, defaults, smoke=None, default_ratio: str = '5pct') -> ml_collections.ConfigDict:
+  """base config -> the data set's defaults -> tokens -> smoke (shared, then the data set's).
+
+  ``defaults`` and ``smoke`` are functions that edit the config in place."""
+  ratio, flags = parse_tokens(arg, file, default_ratio)
+  c = base_config()
+  defaults(c)
+  apply_tokens(c, ratio, flags)
+  if 'smoke' in flags:
+    shrink_for_smoke(c)
+    if smoke is not None:
+      smoke(c)
+  return c

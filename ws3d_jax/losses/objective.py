@@ -1,0 +1,115 @@
+"""The joint WS3D objective over a batch of labeled and unlabeled scenes, two views each
+(METHOD.md, "Unlabeled branch" and "Labeled branch"):
+
+    L = w_ce  * mean_v CE(view v)                              labeled points
+      + w_sce * sum_m SCE^m                                    labeled regions, ground-truth labels
+      + w_energy * (E_sum,view1 + E_sum,view2)                 unlabeled regions
+      + w_contrast * sum_m L^m                                 unlabeled regions, pseudo-labels
+
+m runs over the contrasted encoder stages (all five, or the last one only). Every term can be
+switched off, which is how the ablations of the paper's Table 5 are run. An ``Objective`` is a
+frozen dataclass, so it is hashable and can be a static argument of the jitted step.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ws3d_jax.losses import contrast, energy, regions, supervised
+
+IGNORE_LABEL = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  num_classes: int
+  w_ce: float = 1.0
+  w_sce: float = 1.0
+  w_energy: float = 1.0
+  w_contrast: float = 1.0
+  energy: energy.EnergyParams = energy.EnergyParams()
+  contrast: contrast.ContrastParams = contrast.ContrastParams()
+  ignore_label: int = IGNORE_LABEL
+
+  def __call__(self, outputs, geoms, batch, rng):
+    """outputs / geoms: one model output dict and Geometry per view. Returns (loss, terms)."""
+    terms = {}
+    terms['ce'] = sum(supervised.cross_entropy(o['logits'], batch['labels'], self.ignore_label)
+                      for o in outputs) / len(outputs)
+    loss = self.w_ce * terms['ce']
+    if not (self.w_sce or self.w_energy or self.w_contrast):
+      return loss, terms
+
+    num_regions = batch['region_valid'].shape[0]
+    region_id = batch['region_id']
+    labeled = batch['region_valid'] & batch['region_labeled']
+    unlabeled = batch['region_valid'] & ~batch['region_labeled']
+    preds = [regions.region_predictions(o['logits'], region_id, num_regions) for o in outputs]
+
+    if self.w_energy:
+      first = jnp.clip(batch['region_pairs'][:, 0], 0, num_regions - 1)
+      pair_ok = batch['pair_valid'] & unlabeled[first]
+      energies = []
+      for v, (p, c) in enumerate(preds):
+        e, e_terms = energy.region_energy(p, c, unlabeled, batch['region_pairs'], pair_ok,
+                                          batch['pair_boundary'], self.energy)
+        energies.append(e)
+        terms.update({f'{k}_view{v}': x for k, x in e_terms.items()})
+      terms['energy'] = sum(energies)
+      loss += self.w_energy * terms['energy']
+
+    if self.w_contrast or self.w_sce:
+      loss += self._contrast_terms(outputs, geoms, batch, preds, labeled, unlabeled, rng, terms)
+    return loss, terms
+
+  def _contrast_terms(self, outputs, geoms, batch, preds, labeled, unlabeled, rng, terms):
+    num_regions = labeled.shape[0]
+    stages = _stages_of(outputs[0])
+    (p0, c0), (p1, c1) = preds
+    pseudo0, pseudo1, anchor_ok, candidate_ok = contrast.unsupervised_masks(p0, c0, p1, c1, unlabeled, self.contrast)
+    truth = regions.region_majority_labels(batch['labels'], batch['region_id'], num_regions, self.num_classes,
+                                           self.ignore_label)
+    truth_ok = labeled & (truth != self.ignore_label)
+    total_unsup, total_sup = 0.0, 0.0
+    for k, stage in enumerate(stages):
+      f0, f1 = (regions.region_embeddings(o['embeddings'][k], g.point2voxel[stage], batch['region_id'], num_regions)
+                for o, g in zip(outputs, geoms))
+      rng, r_unsup, r_sup = jax.random.split(rng, 3)
+      if self.w_contrast:
+        l_u, n_u = contrast.contrast_loss(f0, f1, pseudo0, pseudo1, anchor_ok, candidate_ok, batch['region_batch'],
+                                          r_unsup, self.contrast)
+        terms[f'contrast_stage{stage}'] = l_u
+        terms['contrast_anchors'] = n_u
+        total_unsup += l_u
+      if self.w_sce:
+        l_s, n_s = contrast.contrast_loss(f0, f1, truth, truth, truth_ok, truth_ok, batch['region_batch'], r_sup,
+                                          self.contrast)
+        terms[f'sce_stage{stage}'] = l_s
+        terms['sce_anchors'] = n_s
+        total_sup += l_s
+    terms['contrast'], terms['sce'] = jnp.asarray(total_unsup), jnp.asarray(total_sup)
+    return self.w_contrast * terms['contrast'] + self.w_sce * terms['sce']
+
+
+def _stages_of(output) -> tuple:
+  stages = output.get('contrast_stages')
+  if stages is None:
+    raise ValueError('the model output has no contrast_stages; the region contrast needs WS3DNet')
+  return stages
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundaryObjective:
+  """Focal loss of the boundary network on labeled points ('labels' hold 0/1 boundary targets,
+  the ignore label elsewhere)."""
+  alpha: float = 2.0
+  ignore_label: int = IGNORE_LABEL
+
+  def __call__(self, outputs, geoms, batch, rng):
+    del geoms, rng
+    valid = batch['labels'] != self.ignore_label
+    targets = batch['labels'] == 1
+    loss = sum(supervised.focal_loss(o['logits'][:, 0], targets, valid, self.alpha) for o in outputs) / len(outputs)
+    return loss, {'focal': loss}

@@ -1,0 +1,161 @@
+"""The boundary prediction network (METHOD.md, "Boundary prediction network").
+
+A point-wise binary classifier on the sparse backbone, trained with the focal loss on the
+labeled scenes' ground-truth boundary points, then run once over the unlabeled scenes. Its
+boundary points are stored in ``<cache>/points.npz`` with a manifest naming the split and the
+settings they came from; a later run (a resumed one, or one with other loss weights) with the
+same split and settings reads them back instead of training the network again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import ml_collections
+from flax import jax_utils
+
+from ws3d_jax import sparse
+from ws3d_jax.data import pipeline
+from ws3d_jax.data.augment import AugmentParams
+from ws3d_jax.data.labels import IGNORE_LABEL
+from ws3d_jax.losses.objective import BoundaryObjective
+from ws3d_jax.models import minkunet
+from ws3d_jax.train import steps
+from ws3d_jax.train.parts import backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer
+
+NUM_LEVELS = minkunet.NUM_LEVELS
+
+
+class BoundaryTargets:
+  """A labeled source whose 'semantic' is the boundary target: 1 boundary, 0 not, ignore where
+  the point has no label."""
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    scene = self.source[i]
+    target = np.where(scene['semantic'] == IGNORE_LABEL, IGNORE_LABEL, scene['boundary'].astype(np.int32))
+    return {**scene, 'semantic': target.astype(np.int32)}
+
+
+def fingerprint(config, data) -> str:
+  settings = {'split': data.fingerprint, 'data': config.data.name, 'voxel_size': config.data.voxel_size,
+              'boundary': config.boundary.to_dict(), 'seed': config.seed}
+  return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def boundary_points(config, data, workdir: Path, writer) -> dict:
+  """{unlabeled entry key: bool per point}, from the cache when it matches, else computed."""
+  cache = Path(config.boundary.cache_dir) if config.boundary.cache_dir else Path(workdir) / 'boundary'
+  manifest, points_file = cache / 'manifest.json', cache / 'points.npz'
+  key = fingerprint(config, data)
+  if manifest.is_file() and points_file.is_file():
+    info = json.loads(manifest.read_text())
+    if info.get('fingerprint') == key:
+      with np.load(points_file) as f:
+        points = {k: f[k] for k in f.files}
+      logging.info('boundary points of %d unlabeled scenes read from %s', len(points), cache)
+      return points
+    logging.info('boundary cache in %s is for another split or setting; recomputing', cache)
+
+  variables, model, profile = train_boundary_net(config, data, writer)
+  points = {}
+  for i in range(len(data.unlabeled)):
+    scene = data.unlabeled[i]
+    points[data.unlabeled.key(i)] = predict_boundary(variables, scene, config, profile, model)
+  quality = boundary_quality(variables, data, config, profile, model)
+  writer.write_scalars(config.boundary.steps, {f'boundary/{k}': v for k, v in quality.items()})
+  logging.info('boundary network on the evaluation scenes: %s',
+               ', '.join(f'{k} {v:.3f}' for k, v in quality.items()))
+
+  # The manifest is written last: a run killed half way leaves no manifest, so no cache is trusted.
+  cache.mkdir(parents=True, exist_ok=True)
+  manifest.unlink(missing_ok=True)
+  tmp = cache / 'points.tmp.npz'
+  np.savez_compressed(tmp, **points)
+  tmp.replace(points_file)
+  manifest.write_text(json.dumps({'fingerprint': key, 'scenes': len(points), 'quality': quality,
+                                  'settings': config.boundary.to_dict()}, indent=2))
+  return points
+
+
+def make_boundary_model(config, bn_axis=steps.AXIS) -> minkunet.MinkUNet:
+  """The main network's backbone knobs, with the boundary section's depth and width."""
+  m = ml_collections.ConfigDict(config.model.to_dict())
+  m.backbone, m.width_scale = config.boundary.backbone, config.boundary.width_scale
+  return minkunet.MinkUNet(num_classes=1, spec=backbone_of(m), dtype=compute_dtype(m.compute_dtype), bn_axis=bn_axis)
+
+
+def train_boundary_net(config, data, writer):
+  """Trains the boundary network on the labeled scenes; returns (variables, predict model, profile)."""
+  b = config.boundary
+  devices = jax.local_device_count()
+  batch_size = max(devices, b.batch_size // devices * devices)
+  source = BoundaryTargets(data.labeled)
+  aug = AugmentParams.from_config(config.data.augment)
+  batcher = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=devices)
+  rng = np.random.default_rng(config.seed)
+  elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
+  batcher.profile = fit_profile(batcher, elements, config.buckets)
+  model = make_boundary_model(config)
+  tx, _ = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
+  first = batcher(elements)
+  state = steps.create_train_state(jax.random.PRNGKey(config.seed + 7), model, tx,
+                                   jax.tree.map(lambda x: x[0], first['view0']), first['caps'])
+  state = jax_utils.replicate(state)
+  key = jax_utils.replicate(jax.random.PRNGKey(config.seed + 8))
+  objective = BoundaryObjective(alpha=b.focal_alpha)
+  stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
+                                    num_threads=config.data.num_threads)
+  t0 = time.time()
+  for step in range(1, b.steps + 1):
+    batch = next(stream)
+    state, metrics = steps.train_step(state, device_arrays(batch), key, batch['caps'], model, objective)
+    if step % config.train.log_every == 0 or step == b.steps:
+      m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
+      sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+      if m['nonfinite']:
+        raise FloatingPointError(f'the boundary network\'s focal loss became NaN/inf by step {step}; '
+                                 'lower optim.lr or check the labeled scenes')
+      writer.write_scalars(step, {'boundary/focal_loss': float(m['loss']), 'boundary/grad_norm': float(m['grad_norm'])})
+      logging.info('boundary network step %d/%d  focal %.4f  (%.1f s)', step, b.steps, float(m['loss']),
+                   time.time() - t0)
+  state = jax.device_get(jax_utils.unreplicate(state))
+  return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
+
+
+def predict_boundary(variables, scene: dict, config, profile, model) -> np.ndarray:
+  """Bool per point: boundary probability above config.boundary.threshold."""
+  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], config.data.voxel_size, profile,
+                                     NUM_LEVELS, names=[scene['scene_id']])
+  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
+  logits, needed = steps.predict_step(variables, arrays, caps, model)
+  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
+  prob = jax.nn.sigmoid(np.asarray(logits)[:len(scene['xyz']), 0])
+  return np.asarray(prob > config.boundary.threshold)
+
+
+def boundary_quality(variables, data, config, profile, model) -> dict:
+  """Precision / recall / F1 of predicted boundary points against the ground truth of a few
+  evaluation scenes (never used for training; a check that the network learned something)."""
+  tp = fp = fn = total = 0
+  for i in range(min(len(data.eval_scenes), config.boundary.quality_scenes)):
+    scene = data.eval_scenes[i]
+    known = scene['semantic'] != IGNORE_LABEL
+    pred = predict_boundary(variables, scene, config, profile, model)[known]
+    truth = np.asarray(scene['boundary'], bool)[known]
+    total += len(truth)
+    tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth).sum())
+  precision = tp / max(tp + fp, 1)
+  recall = tp / max(tp + fn, 1)
+  return {'precision': precision, 'recall': recall, 'f1': 2 * precision * recall / max(precision + recall, 1e-12),
+          'predicted_fraction': (tp + fp) / max(total, 1), 'true_fraction': (tp + fn) / max(total, 1)}

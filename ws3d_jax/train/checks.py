@@ -1,0 +1,46 @@
+"""Checks of a config before anything runs: a wrong value fails at start with what to do."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ws3d_jax.data import build
+from ws3d_jax.models import minkunet
+
+EXPORT_FORMATS = ('official', 'ply')
+
+
+def validate_config(config) -> None:
+  d, t, l = config.data, config.train, config.loss
+  build.canonical_name(d.name)
+  if not 0 < d.label_ratio <= 1:
+    raise ValueError(f'data.label_ratio={d.label_ratio} is impossible: it is the labeled fraction of the training '
+                     'points, in (0, 1]; use a config token such as 5pct or --config.data.label_ratio=0.05')
+  if d.manual_dir and not Path(d.manual_dir).expanduser().is_dir():
+    raise FileNotFoundError(f'data.manual_dir={d.manual_dir} is not a directory; point it at the downloaded '
+                            f'{d.name} data set')
+  if d.split_file and not Path(d.split_file).is_file():
+    raise FileNotFoundError(f'data.split_file={d.split_file} does not exist')
+  if d.voxel_size <= 0:
+    raise ValueError(f'data.voxel_size must be positive, got {d.voxel_size}')
+  if t.labeled_batch < 1:
+    raise ValueError(f'train.labeled_batch must be at least 1, got {t.labeled_batch}')
+  if t.unlabeled_batch < 0:
+    raise ValueError(f'train.unlabeled_batch must be >= 0, got {t.unlabeled_batch}')
+  if not t.unlabeled_batch and (l.w_energy or (l.w_contrast and l.region_contrast)):
+    raise ValueError('train.unlabeled_batch is 0 but the energy or region contrast is on: they train on unlabeled '
+                     'scenes; set train.unlabeled_batch, or use the sup_only token')
+  if t.steps < 0 or (not t.steps and t.epochs <= 0):
+    raise ValueError(f'set train.steps > 0 or train.epochs > 0 (got steps={t.steps}, epochs={t.epochs})')
+  for name in ('log_every', 'checkpoint_every', 'keep_checkpoints'):
+    if t[name] < 1:
+      raise ValueError(f'train.{name} must be at least 1, got {t[name]}')
+  if config.model.backbone not in minkunet.PRESETS:
+    raise ValueError(f'model.backbone={config.model.backbone!r}; one of {sorted(minkunet.PRESETS)}')
+  if config.model.compute_dtype not in ('float32', 'bfloat16'):
+    raise ValueError(f'model.compute_dtype must be float32 or bfloat16, got {config.model.compute_dtype!r}')
+  unknown = set(config.eval.export) - set(EXPORT_FORMATS)
+  if unknown:
+    raise ValueError(f'eval.export: unknown format(s) {sorted(unknown)}; known: {EXPORT_FORMATS}')
+  if not 0 < l.gamma < 1 or l.tau <= 0 or l.eps <= 0:
+    raise ValueError(f'loss.gamma must be in (0, 1), loss.tau and loss.eps positive; got gamma={l.gamma}, '
+                     f'tau={l.tau}, eps={l.eps}')

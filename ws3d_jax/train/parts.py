@@ -1,0 +1,81 @@
+"""The pieces a run is built from, each from its config section: backbone, model, objective,
+optimiser, and the batch helpers the training loops share."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import optax
+
+from ws3d_jax import sparse
+from ws3d_jax.data import pipeline
+from ws3d_jax.losses.contrast import ContrastParams
+from ws3d_jax.losses.energy import EnergyParams
+from ws3d_jax.losses.objective import Objective
+from ws3d_jax.models import minkunet
+from ws3d_jax.models.ws3d import WS3DNet
+from ws3d_jax.train.steps import AXIS
+
+NUM_LEVELS = minkunet.NUM_LEVELS
+
+
+def backbone_of(model_config) -> minkunet.BackboneSpec:
+  m = model_config
+  spec = minkunet.backbone_spec(m.backbone, impl=m.impl if isinstance(m.impl, str) else tuple(m.impl))
+  if m.width_scale != 1.0:
+    spec = dataclasses.replace(spec, stem=max(4, int(spec.stem * m.width_scale)),
+                               planes=tuple(max(4, int(p * m.width_scale)) for p in spec.planes))
+  return dataclasses.replace(spec, chunk=m.chunk)
+
+
+def compute_dtype(name: str):
+  return {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[name]
+
+
+def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> WS3DNet:
+  m = config.model
+  stages = (4,) if config.loss.last_stage_only else tuple(range(NUM_LEVELS))
+  return WS3DNet(num_classes=num_classes, spec=backbone_of(m), dtype=compute_dtype(m.compute_dtype),
+                 bn_axis=bn_axis, embed_dim=m.embed_dim, contrast_stages=stages)
+
+
+def make_objective(config, num_classes: int) -> Objective:
+  l = config.loss
+  return Objective(
+      num_classes=num_classes,
+      w_ce=l.w_ce, w_sce=l.w_sce if l.supervised_contrast else 0.0,
+      w_energy=l.w_energy, w_contrast=l.w_contrast if l.region_contrast else 0.0,
+      energy=EnergyParams(eps=l.eps, gamma=l.gamma, use_boundary=l.boundary_labels, use_pairwise=l.pairwise_energy,
+                          use_confidence_mask=l.energy_confidence_mask, normalize=l.normalize_energy),
+      contrast=ContrastParams(tau=l.tau, gamma=l.gamma, use_confidence_mask=l.contrast_confidence_mask,
+                              same_scene_negatives=l.same_scene_negatives, max_regions=l.max_regions))
+
+
+def epoch_steps(num_scenes: int, config) -> int:
+  """Steps per epoch: one pass over the training scenes at the global batch size (the same for
+  every label ratio, so 1% and 100% runs get the same budget)."""
+  return max(1, num_scenes // (config.train.labeled_batch + config.train.unlabeled_batch))
+
+
+def make_optimizer(optim_config, total_steps: int, steps_per_epoch: int):
+  """Adam with the paper's step decay: lr x decay_factor every decay_every_epochs epochs."""
+  o = optim_config
+  every = o.decay_every_epochs * steps_per_epoch
+  boundaries = {s: o.decay_factor for s in range(every, total_steps, every)} if every > 0 else {}
+  schedule = optax.piecewise_constant_schedule(o.lr, boundaries)
+  tx = optax.adam(schedule)
+  if o.grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
+  return tx, schedule
+
+
+def device_arrays(batch: dict) -> dict:
+  """The arrays of a batch that go to the devices (not its capacities or scene names)."""
+  return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
+
+
+def fit_profile(batcher: pipeline.Batcher, elements: list, buckets) -> sparse.BucketProfile:
+  """Bucket profile fitted to one batch, with headroom for the rest (bigger batches climb the
+  1.25 ladder; each rung compiles once)."""
+  return sparse.BucketProfile.from_counts(batcher.count(elements), headroom=buckets.headroom,
+                                          growth=buckets.growth, min_voxels=buckets.min_voxels)
