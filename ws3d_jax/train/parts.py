@@ -3,6 +3,7 @@ optimiser, and the batch helpers the training loops share."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax.numpy as jnp
 import optax
@@ -58,14 +59,23 @@ def epoch_steps(num_scenes: int, config) -> int:
 
 
 def make_optimizer(optim_config, total_steps: int, steps_per_epoch: int):
-  """Adam with the paper's step decay: lr x decay_factor every decay_every_epochs epochs."""
+  """Adam with the paper's step decay: lr x decay_factor every decay_every_epochs epochs.
+
+  Returns (optax transformation, schedule). Equal settings give the same transformation object:
+  it is part of the train state's static structure, so a resumed run in the same process (the
+  tests) reuses the compiled step instead of compiling it again."""
   o = optim_config
   every = o.decay_every_epochs * steps_per_epoch
-  boundaries = {s: o.decay_factor for s in range(every, total_steps, every)} if every > 0 else {}
-  schedule = optax.piecewise_constant_schedule(o.lr, boundaries)
+  boundaries = tuple(range(every, total_steps, every)) if every > 0 else ()
+  return _adam_step_decay(float(o.lr), float(o.decay_factor), boundaries, float(o.grad_clip))
+
+
+@functools.lru_cache(maxsize=16)
+def _adam_step_decay(lr: float, factor: float, boundaries: tuple, grad_clip: float):
+  schedule = optax.piecewise_constant_schedule(lr, {s: factor for s in boundaries})
   tx = optax.adam(schedule)
-  if o.grad_clip > 0:
-    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
+  if grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
   return tx, schedule
 
 

@@ -35,8 +35,9 @@ def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
     return model.init(rng, arrays['features'], geom, train=False)
 
   variables = init(arrays)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
-                           batch_stats=variables['batch_stats'])
+  # apply_fn stays None: the step gets the model as a static argument, and a bound method here
+  # would make every new model object a new pytree structure (a recompile on resume).
+  return TrainState.create(apply_fn=None, params=variables['params'], tx=tx, batch_stats=variables['batch_stats'])
 
 
 def views_of(batch: dict) -> list:
@@ -53,8 +54,8 @@ def train_step(state: TrainState, batch: dict, rng, caps, model, objective):
   def loss_fn(params):
     stats, outputs = state.batch_stats, []
     for v, geom in zip(views, geoms):
-      out, updates = state.apply_fn({'params': params, 'batch_stats': stats}, batch[v]['features'], geom,
-                                    train=True, mutable=['batch_stats'])
+      out, updates = model.apply({'params': params, 'batch_stats': stats}, batch[v]['features'], geom,
+                                 train=True, mutable=['batch_stats'])
       stats = updates['batch_stats']
       outputs.append(out)
     loss, terms = objective(outputs, geoms, batch, rng)
