@@ -1,0 +1,80 @@
+"""Config files, tokens and start-up checks: a wrong value fails before anything runs."""
+import subprocess
+import sys
+
+import pytest
+
+from configs import common, s3dis, scannet, semkitti, synthetic
+from tests.conftest import REPO
+from ws3d_jax.train import checks, trainer
+
+ALL = {'semkitti': semkitti, 'scannet': scannet, 's3dis': s3dis, 'synthetic': synthetic}
+
+
+@pytest.mark.parametrize('name', sorted(ALL))
+def test_every_ratio_token_sets_the_label_ratio_and_passes_the_checks(name):
+  for pct in (1, 5, 10, 15, 20, 25, 30, 40, 100):
+    config = ALL[name].get_config(f'{pct}pct')
+    assert config.data.label_ratio == pytest.approx(pct / 100)
+    checks.validate_config(config)
+
+
+def test_sup_only_keeps_the_labeled_budget_and_drops_every_ws3d_term():
+  ws3d, sup = semkitti.get_config('5pct'), semkitti.get_config('5pct,sup_only')
+  assert sup.train.labeled_batch == ws3d.train.labeled_batch and sup.train.epochs == ws3d.train.epochs
+  assert sup.train.unlabeled_batch == 0 and not sup.boundary.enabled
+  objective = trainer.make_objective(sup, 19)
+  assert (objective.w_ce, objective.w_sce, objective.w_energy, objective.w_contrast) == (1.0, 0.0, 0.0, 0.0)
+
+
+def test_each_table5_ablation_token_turns_off_exactly_its_switch():
+  base = trainer.make_objective(scannet.get_config('5pct'), 20)
+  expect = {
+      'no_boundary': lambda o: not o.energy.use_boundary,
+      'no_pairwise': lambda o: not o.energy.use_pairwise,
+      'no_energy_h': lambda o: not o.energy.use_confidence_mask,
+      'no_contrast_h': lambda o: not o.contrast.use_confidence_mask,
+      'no_contrast': lambda o: o.w_contrast == 0,
+      'no_sce': lambda o: o.w_sce == 0,
+  }
+  for token, check in expect.items():
+    objective = trainer.make_objective(scannet.get_config(f'5pct,{token}'), 20)
+    assert check(objective) and objective != base, token
+  assert trainer.make_model(scannet.get_config('last_stage'), 20).contrast_stages == (4,)
+  assert trainer.make_model(scannet.get_config(''), 20).contrast_stages == (0, 1, 2, 3, 4)
+
+
+def test_unknown_tokens_and_two_ratios_are_errors_that_list_the_known_ones():
+  with pytest.raises(ValueError, match=r"unknown config token\(s\) \['5pc'\].*known"):
+    semkitti.get_config('5pc')
+  with pytest.raises(ValueError, match='more than one label ratio'):
+    scannet.get_config('1pct,5pct')
+
+
+def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
+  config = synthetic.get_config('smoke')
+  config.data.label_ratio = 0.0
+  with pytest.raises(ValueError, match=r'label_ratio=0.0 is impossible.*5pct'):
+    checks.validate_config(config)
+  config = semkitti.get_config('smoke')
+  config.data.data_dir = str(tmp_path)
+  with pytest.raises(ValueError, match=r'--config.data.manual_dir=DIR'):
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  config.data.manual_dir = str(tmp_path / 'nowhere')
+  with pytest.raises(FileNotFoundError, match='nowhere is not a directory'):
+    checks.validate_config(config)
+  config = scannet.get_config('sup_only')
+  config.train.unlabeled_batch = 4
+  config.loss.w_energy = 1.0
+  checks.validate_config(config)
+  config.train.unlabeled_batch = 0
+  with pytest.raises(ValueError, match='sup_only'):
+    checks.validate_config(config)
+
+
+def test_launch_rejects_a_mistyped_field_by_name():
+  result = subprocess.run([sys.executable, 'launch.py', '--config=configs/synthetic.py:smoke',
+                           '--config.train.stepz=3', '--workdir=/nonexistent'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert 'stepz' in result.stderr and not (REPO / 'nonexistent').exists()
