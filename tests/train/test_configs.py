@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from configs import common, s3dis, scannet, semkitti, synthetic
+from configs import s3dis, scannet, semkitti, synthetic
 from tests.conftest import REPO
 from ws3d_jax.train import checks, trainer
 

@@ -26,7 +26,7 @@ from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.losses.objective import BoundaryObjective
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import steps
-from ws3d_jax.train.parts import backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer
+from ws3d_jax.train.parts import backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer, scene_logits
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -135,13 +135,9 @@ def train_boundary_net(config, data, writer):
 
 def predict_boundary(variables, scene: dict, config, profile, model) -> np.ndarray:
   """Bool per point: boundary probability above config.boundary.threshold."""
-  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], config.data.voxel_size, profile,
-                                     NUM_LEVELS, names=[scene['scene_id']])
-  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
-  logits, needed = steps.predict_step(variables, arrays, caps, model)
-  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
-  prob = jax.nn.sigmoid(np.asarray(logits)[:len(scene['xyz']), 0])
-  return np.asarray(prob > config.boundary.threshold)
+  logits = scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
+  # sigmoid(z) > t  <=>  z > logit(t): no exp over every point.
+  return logits > np.log(config.boundary.threshold / (1 - config.boundary.threshold))
 
 
 def boundary_quality(variables, data, config, profile, model) -> dict:

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ws3d_jax import sparse
@@ -15,7 +16,7 @@ from ws3d_jax.losses.energy import EnergyParams
 from ws3d_jax.losses.objective import Objective
 from ws3d_jax.models import minkunet
 from ws3d_jax.models.ws3d import WS3DNet
-from ws3d_jax.train.steps import AXIS
+from ws3d_jax.train.steps import AXIS, predict_step
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -82,6 +83,15 @@ def _adam_step_decay(lr: float, factor: float, boundaries: tuple, grad_clip: flo
 def device_arrays(batch: dict) -> dict:
   """The arrays of a batch that go to the devices (not its capacities or scene names)."""
   return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
+
+
+def scene_logits(variables, scene: dict, voxel_size: float, profile, model) -> np.ndarray:
+  """Per-point logits (N, C) of one whole, unaugmented scene: every point reads its voxel."""
+  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
+                                     names=[scene['scene_id']])
+  logits, needed = predict_step(variables, {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}, caps, model)
+  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
+  return np.asarray(logits)[:len(scene['xyz'])]
 
 
 def fit_profile(batcher: pipeline.Batcher, elements: list, buckets) -> sparse.BucketProfile:

@@ -9,7 +9,6 @@ the branch sources in ``data/sources.py``; the boundary network in ``boundary.py
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 from clu import metric_writers
 from flax import jax_utils
@@ -28,14 +26,10 @@ from ws3d_jax.data import pipeline, sources
 from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.evaluation import export, semantic
-from ws3d_jax.losses.contrast import ContrastParams
-from ws3d_jax.losses.energy import EnergyParams
-from ws3d_jax.losses.objective import Objective
 from ws3d_jax.models import minkunet
-from ws3d_jax.models.ws3d import WS3DNet
 from ws3d_jax.train import boundary, checks, steps
 from ws3d_jax.train.parts import (device_arrays, epoch_steps, fit_profile, make_model, make_objective,
-                                  make_optimizer)
+                                  make_optimizer, scene_logits)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -56,12 +50,7 @@ def sample_elements(data: sources.Experiment, config, num_views: int = 2) -> lis
 
 def predict_scene(variables, scene: dict, config, profile, model) -> np.ndarray:
   """Per-point class of a whole scene (every point: voxel outputs read back through point2voxel)."""
-  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], config.data.voxel_size, profile,
-                                     NUM_LEVELS, names=[scene['scene_id']])
-  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
-  logits, needed = steps.predict_step(variables, arrays, caps, model)
-  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
-  return np.asarray(jnp.argmax(logits, -1))[:len(scene['xyz'])]
+  return np.argmax(scene_logits(variables, scene, config.data.voxel_size, profile, model), -1)
 
 
 def evaluate(variables, data: sources.Experiment, config, profile, model, max_scenes: int = 0,
