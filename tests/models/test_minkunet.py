@@ -26,19 +26,19 @@ def _profile(scenes, headroom):
   return sparse.BucketProfile.from_counts(counts, headroom=headroom, min_voxels=64, align=8)
 
 
-@functools.partial(jax.jit, static_argnames=('caps', 'spec', 'train'))
-def _forward(variables, batch, caps, spec, train):
+@functools.partial(jax.jit, static_argnames=('caps', 'spec', 'train', 'dtype'))
+def _forward(variables, batch, caps, spec, train, dtype=jnp.float32):
   geom = sparse.geometry_of(batch, caps, spec.chunk_sizes())
-  model = minkunet.MinkUNet(num_classes=5, spec=spec)
+  model = minkunet.MinkUNet(num_classes=5, spec=spec, dtype=dtype)
   out = model.apply(variables, batch['features'], geom, train=train, mutable=['batch_stats'] if train else False)
   return out[0] if train else out
 
 
-def _run(variables, scenes, profile, spec=TINY, train=True):
+def _run(variables, scenes, profile, spec=TINY, train=True, dtype=jnp.float32):
   batch, caps = sparse.prepare_batch(scenes, 1.0, profile, 5)
   arrays = {k: jnp.asarray(getattr(batch, k)) for k in ('coords', 'features', 'voxel_valid', 'point2voxel',
                                                          'point_valid')}
-  out = _forward(variables, arrays, caps, spec, train)
+  out = _forward(variables, arrays, caps, spec, train, dtype)
   return np.asarray(out['logits'])[batch.point_valid], out, caps
 
 
@@ -90,6 +90,17 @@ def test_pairs_and_dense_dataflows_agree():
   a, _, _ = _run(variables, scenes, profile, TINY)
   b, _, _ = _run(variables, scenes, profile, dense_spec)
   np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_bfloat16_compute_tracks_the_float32_reference():
+  scenes = _scenes(4)
+  variables = _init(scenes)
+  profile = _profile(scenes, 1.0)
+  reference, _, _ = _run(variables, scenes, profile, train=False)
+  low, out, _ = _run(variables, scenes, profile, train=False, dtype=jnp.bfloat16)
+  assert out['logits'].dtype == jnp.float32 and out['stages'][2].dtype == jnp.bfloat16
+  error = np.linalg.norm(low - reference) / np.linalg.norm(reference)
+  assert 0 < error < 0.05, error  # bf16 keeps ~3 significant digits; parameters stay float32
 
 
 def test_compile_count_is_bounded_by_buckets():
