@@ -98,8 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, decay_factor=0.2, decay_every_epochs=50, grad_clip=0.0))
 
   c.train = ml_collections.ConfigDict()
-  c.train.labeled_batch = 8  # the paper's batch of 16, half labeled and half unlabeled scenes
-  c.train.unlabeled_batch = 8
+  c.train.batch_size = 16  # the paper's batch; an epoch is len(train) // batch_size steps
+  c.train.labeled_batch = 8  # of which labeled scenes
+  c.train.unlabeled_batch = 8  # and unlabeled scenes (0 for sup_only, which keeps the schedule)
   c.train.epochs = 500
   c.train.steps = 0  # > 0 overrides epochs
   c.train.log_every = 50
@@ -141,7 +142,7 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.backbone, c.model.width_scale, c.model.embed_dim, c.model.chunk = 'minkunet14', 0.25, 16, 256
   c.boundary.backbone, c.boundary.width_scale, c.boundary.steps, c.boundary.batch_size = 'minkunet14', 0.25, 4, 2
   c.boundary.quality_scenes = 1
-  c.train.labeled_batch, c.train.unlabeled_batch = 1, 1
+  c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 2, 1, 1
   if c.loss.w_energy == 0 and c.loss.w_contrast == 0:
     c.train.unlabeled_batch = 0
   c.train.steps, c.train.log_every, c.train.checkpoint_every, c.train.eval_every = 6, 2, 3, 0

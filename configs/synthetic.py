@@ -25,7 +25,7 @@ def _defaults(c):
   c.boundary.backbone, c.boundary.width_scale = 'minkunet14', 0.5
   c.boundary.steps, c.boundary.batch_size, c.boundary.quality_scenes = 100, 2, 4
 
-  c.train.labeled_batch, c.train.unlabeled_batch = 2, 2
+  c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 4, 2, 2
   c.train.steps = 300
   c.train.log_every, c.train.checkpoint_every, c.train.eval_every = 20, 100, 0
   c.train.keep_checkpoints = 2

@@ -78,3 +78,13 @@ def test_launch_rejects_a_mistyped_field_by_name():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
   assert result.returncode != 0
   assert 'stepz' in result.stderr and not (REPO / 'nonexistent').exists()
+
+
+def test_sup_only_decays_the_learning_rate_at_the_same_steps_as_ws3d():
+  ws3d, sup = scannet.get_config('5pct'), scannet.get_config('5pct,sup_only')
+  assert trainer.epoch_steps(1201, ws3d) == trainer.epoch_steps(1201, sup) == 1201 // 16
+  per_epoch = trainer.epoch_steps(1201, ws3d)
+  _, schedule = trainer.make_optimizer(ws3d.optim, 500 * per_epoch, per_epoch)
+  assert float(schedule(50 * per_epoch - 1)) == pytest.approx(1e-3)
+  assert float(schedule(50 * per_epoch)) == pytest.approx(2e-4)
+  assert float(schedule(100 * per_epoch)) == pytest.approx(4e-5)

@@ -22,6 +22,8 @@ def validate_config(config) -> None:
     raise FileNotFoundError(f'data.split_file={d.split_file} does not exist')
   if d.voxel_size <= 0:
     raise ValueError(f'data.voxel_size must be positive, got {d.voxel_size}')
+  if t.batch_size < 1:
+    raise ValueError(f'train.batch_size must be at least 1, got {t.batch_size}')
   if t.labeled_batch < 1:
     raise ValueError(f'train.labeled_batch must be at least 1, got {t.labeled_batch}')
   if t.unlabeled_batch < 0:

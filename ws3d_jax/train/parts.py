@@ -54,9 +54,10 @@ def make_objective(config, num_classes: int) -> Objective:
 
 
 def epoch_steps(num_scenes: int, config) -> int:
-  """Steps per epoch: one pass over the training scenes at the global batch size (the same for
-  every label ratio, so 1% and 100% runs get the same budget)."""
-  return max(1, num_scenes // (config.train.labeled_batch + config.train.unlabeled_batch))
+  """Steps per epoch: one pass over the training scenes at ``train.batch_size``. It does not
+  depend on the label ratio or on how the batch is split into labeled and unlabeled scenes, so
+  a sup_only run (no unlabeled scenes) decays its learning rate at the same steps as WS3D."""
+  return max(1, num_scenes // config.train.batch_size)
 
 
 def make_optimizer(optim_config, total_steps: int, steps_per_epoch: int):
