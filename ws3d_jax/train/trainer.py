@@ -110,6 +110,7 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
   writer = metric_writers.create_default_writer(str(workdir / 'tensorboard'), just_logging=jax.process_index() > 0)
   data = sources.load_experiment(config, workdir)
   num_classes = len(data.class_names)

@@ -1,0 +1,90 @@
+"""How good are a model's confident region pseudo-labels on the unlabeled scenes?
+
+The unlabeled branch trusts regions whose confidence exceeds gamma: the energy pulls their
+neighbours towards them and the contrast uses their labels to pick negatives. When those
+pseudo-labels are wrong, WS3D reinforces the errors, so their coverage and accuracy (against
+the ground truth that training never saw) is the first thing to look at when WS3D does not beat
+sup_only.
+
+    python -m ws3d_jax.evaluation.pseudo_labels --workdir=runs/x --config=configs/scannet.py:10pct [--config.x=y]
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ws3d_jax.data.labels import IGNORE_LABEL
+
+
+def region_pseudo_labels(point_logits: np.ndarray, region_id: np.ndarray, num_regions: int):
+  """(label, confidence) per region: max-pool the logits over the region, softmax, argmax."""
+  pooled = np.full((num_regions, point_logits.shape[1]), -np.inf)
+  np.maximum.at(pooled, region_id, point_logits)
+  p = np.exp(pooled - pooled.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  return p.argmax(1), p.max(1)
+
+
+def majority_labels(labels: np.ndarray, region_id: np.ndarray, num_regions: int, num_classes: int) -> np.ndarray:
+  known = labels != IGNORE_LABEL
+  hist = np.zeros((num_regions, num_classes), np.int64)
+  np.add.at(hist, (region_id[known], labels[known]), 1)
+  return np.where(hist.sum(1) > 0, hist.argmax(1), IGNORE_LABEL)
+
+
+def quality(point_logits, region_id, labels, num_classes: int, gamma: float) -> dict:
+  """Counts for one scene: regions, confident regions, and how many of those are right."""
+  r = int(region_id.max()) + 1
+  pseudo, conf = region_pseudo_labels(point_logits, region_id, r)
+  truth = majority_labels(labels, region_id, r, num_classes)
+  known = truth != IGNORE_LABEL
+  confident = known & (conf > gamma)
+  return {'regions': int(known.sum()), 'confident': int(confident.sum()),
+          'confident_correct': int((confident & (pseudo == truth)).sum()),
+          'all_correct': int((known & (pseudo == truth)).sum())}
+
+
+def summarize(counts: list[dict]) -> dict:
+  total = {k: sum(c[k] for c in counts) for k in counts[0]}
+  return {**total, 'coverage': total['confident'] / max(total['regions'], 1),
+          'confident_accuracy': total['confident_correct'] / max(total['confident'], 1),
+          'region_accuracy': total['all_correct'] / max(total['regions'], 1)}
+
+
+def main(argv):
+  del argv
+  from absl import flags
+  import orbax.checkpoint as ocp
+  from pathlib import Path
+
+  from ws3d_jax.data import sources
+  from ws3d_jax.train import parts, trainer
+
+  config, workdir = flags.FLAGS.config, Path(flags.FLAGS.workdir)
+  data = sources.load_experiment(config, workdir)
+  model = parts.make_model(config, len(data.class_names), bn_axis=None)
+  manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
+  state = manager.restore(manager.latest_step())
+  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+  batcher = trainer.pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
+  profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
+  counts = []
+  for i in range(len(data.unlabeled)):
+    entry = data.unlabeled.entries[i]
+    source, index = data.unlabeled.lookup[entry['scene']]
+    scene = data.unlabeled[i]
+    truth = source[index]
+    if entry.get('cut') is not None:
+      truth = sources.subset_scene(truth, sources.splits.apply_cut(truth['xyz'], entry['cut']))
+    logits = parts.scene_logits(variables, scene, config.data.voxel_size, profile, model)
+    counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), config.loss.gamma))
+  print(json.dumps({'step': manager.latest_step(), **summarize(counts)}, indent=2))
+
+
+if __name__ == '__main__':
+  from absl import app, flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file('config', None, 'The run\'s config file.', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
+  app.run(main)
