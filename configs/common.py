@@ -166,3 +166,27 @@ def get(arg: str, file: str, defaults, smoke=None, default_ratio: str = '5pct') 
     if smoke is not None:
       smoke(c)
   return c
+
+
+def add_instance(c: ml_collections.ConfigDict, no_instance_classes: tuple) -> ml_collections.ConfigDict:
+  """PointGroup under WS3D (METHOD.md, "Instance segmentation"): the instance section and the
+  paper's instance schedule (580 epochs, batch 8)."""
+  c.task = 'instance'
+  c.train.epochs = 580
+  c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 8, 4, 4
+  i = c.instance = ml_collections.ConfigDict()
+  i.no_instance_classes = no_instance_classes  # e.g. wall and floor: never clustered, not in AP
+  i.cluster_radius = 0.03  # metres, ball radius on the original coordinates (PointGroup)
+  i.shift_radius = 0.03  # on the offset-shifted coordinates
+  i.cluster_min_points = 50  # smaller clusters are not proposals
+  i.w_offset = 1.0  # offset L1 + direction loss
+  i.w_score = 1.0  # ScoreNet BCE
+  i.score_start = 0.33  # fraction of the steps before the ScoreNet trains (PointGroup's prepare epochs)
+  i.score_fg, i.score_bg = 0.75, 0.25  # soft ScoreNet target: IoU 0.25 -> 0, 0.75 -> 1
+  i.score_hidden = 32
+  i.max_proposals = 256  # per device and batch while training
+  i.nms_iou = 0.3
+  i.score_threshold = 0.09
+  i.min_instance_points = 100  # predicted instances smaller than this are dropped
+  i.eval_min_region_size = 100  # ScanNet protocol: ground-truth instances smaller than this are ignored
+  return c

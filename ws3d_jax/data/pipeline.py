@@ -55,11 +55,16 @@ class Batcher:
   With ``num_shards`` (data parallel), the elements are cut into that many consecutive groups,
   one per device; every group is padded to the same capacities (planned from the largest
   group) and each array gets a leading device axis.
+
+  With ``max_proposals`` > 0 (instance segmentation) the batch also holds each view's point
+  coordinates and offset targets, instance ids made unique over the batch, and an empty
+  proposal set of static size that the training loop fills in once the ScoreNet trains.
   """
   voxel_size: float
   profile: sparse.BucketProfile
   num_levels: int = 5
   num_shards: int | None = None
+  max_proposals: int = 0
 
   def __call__(self, elements: Sequence[dict]) -> dict:
     names = [e.get('scene_id', f'element {i}') for i, e in enumerate(elements)]
@@ -112,6 +117,8 @@ class Batcher:
                                 caps.points, -1)
     if 'region_id' in elements[0]:
       batch.update(_batch_regions(elements, caps))
+    if self.max_proposals:
+      batch.update(_batch_instances(elements, batch, caps, self.max_proposals))
     return batch
 
 
@@ -161,11 +168,40 @@ def _batch_regions(elements, caps) -> dict:
   }
 
 
+def offset_targets(xyz: np.ndarray, instance: np.ndarray) -> np.ndarray:
+  """Per point, the vector to the centre (mean) of its instance; zero outside instances."""
+  out = np.zeros_like(xyz, np.float32)
+  inside = instance > 0
+  if inside.any():
+    ids, inverse = np.unique(instance[inside], return_inverse=True)
+    count = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    centre = np.stack([np.bincount(inverse, xyz[inside, d], len(ids)) for d in range(3)], 1) / count[:, None]
+    out[inside] = centre[inverse] - xyz[inside]
+  return out
+
+
+def _batch_instances(elements, batch, caps, max_proposals: int) -> dict:
+  out = {}
+  offsets = np.cumsum([0] + [int(e['instance'].max(initial=0)) for e in elements])
+  instance = np.concatenate([np.where(e['instance'] > 0, e['instance'] + o, 0) for e, o in zip(elements, offsets)])
+  out['instance'] = _pad(instance.astype(np.int32), caps.points, 0)
+  for v in range(len(elements[0]['views'])):
+    xyz = np.concatenate([e['views'][v][0] for e in elements])
+    target = np.concatenate([offset_targets(e['views'][v][0], e['instance']) for e in elements])
+    batch[f'view{v}']['xyz'] = _pad(xyz.astype(np.float32), caps.points, 0.0)
+    batch[f'view{v}']['offset_target'] = _pad(target, caps.points, 0.0)
+  # Each point is in at most two proposals (one per coordinate set).
+  members = 2 * caps.points
+  out.update(proposal_point=np.zeros(members, np.int32), proposal_id=np.full(members, max_proposals, np.int32),
+             proposal_valid=np.zeros(max_proposals, bool), proposal_target=np.zeros(max_proposals, np.float32))
+  return out
+
+
 def make_element(scene: dict, rng: np.random.Generator, augment_params: AugmentParams, num_views: int) -> dict:
   """Augmented views of one scene plus the arrays its views share."""
   views = [augment(scene['xyz'], scene['features'], rng, augment_params) for _ in range(num_views)]
   element = {'scene_id': str(scene.get('scene_id', '')), 'views': views, 'semantic': scene['semantic']}
-  for key in ('region_id', 'region_pairs', 'pair_boundary', 'labeled'):
+  for key in ('region_id', 'region_pairs', 'pair_boundary', 'labeled', 'instance'):
     if key in scene:
       element[key] = scene[key]
   return element

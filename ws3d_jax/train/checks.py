@@ -46,3 +46,20 @@ def validate_config(config) -> None:
   if not 0 < l.gamma < 1 or l.tau <= 0 or l.eps <= 0:
     raise ValueError(f'loss.gamma must be in (0, 1), loss.tau and loss.eps positive; got gamma={l.gamma}, '
                      f'tau={l.tau}, eps={l.eps}')
+  if config.get('task', 'semantic') == 'instance':
+    validate_instance(config)
+
+
+def validate_instance(config) -> None:
+  i = config.instance
+  if i.cluster_radius <= 0 or i.shift_radius <= 0:
+    raise ValueError(f'instance.cluster_radius and instance.shift_radius must be positive metres, got '
+                     f'{i.cluster_radius} and {i.shift_radius}')
+  if not 0 <= i.score_start < 1:
+    raise ValueError(f'instance.score_start is the fraction of the steps before the ScoreNet trains, in [0, 1); '
+                     f'got {i.score_start}')
+  if i.max_proposals < 1 or i.cluster_min_points < 1:
+    raise ValueError(f'instance.max_proposals and instance.cluster_min_points must be at least 1, got '
+                     f'{i.max_proposals} and {i.cluster_min_points}')
+  if not 0 <= i.score_bg < i.score_fg <= 1:
+    raise ValueError(f'instance.score_bg < instance.score_fg in [0, 1] is needed, got {i.score_bg}, {i.score_fg}')

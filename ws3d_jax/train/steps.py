@@ -44,6 +44,18 @@ def views_of(batch: dict) -> list:
   return [v for v in VIEWS if v in batch]
 
 
+PROPOSAL_KEYS = ('proposal_point', 'proposal_id', 'proposal_valid', 'proposal_target')
+
+
+def instance_inputs(batch: dict, view: str) -> dict:
+  """The extra inputs of an instance model (PointGroupNet): the view's point coordinates, and
+  on the first view the proposals the ScoreNet rates. Empty for a semantic batch."""
+  if 'offset_target' not in batch[view]:
+    return {}
+  proposals = {k: batch[k] for k in PROPOSAL_KEYS} if view == VIEWS[0] else None
+  return {'xyz': batch[view]['xyz'], 'proposals': proposals}
+
+
 @functools.partial(jax.pmap, axis_name=AXIS, static_broadcasted_argnums=(3, 4, 5), donate_argnums=(0,))
 def train_step(state: TrainState, batch: dict, rng, caps, model, objective):
   """One optimisation step on this device's shard. Returns (state, metrics averaged over devices)."""
@@ -55,7 +67,7 @@ def train_step(state: TrainState, batch: dict, rng, caps, model, objective):
     stats, outputs = state.batch_stats, []
     for v, geom in zip(views, geoms):
       out, updates = model.apply({'params': params, 'batch_stats': stats}, batch[v]['features'], geom,
-                                 train=True, mutable=['batch_stats'])
+                                 train=True, mutable=['batch_stats'], **instance_inputs(batch, v))
       stats = updates['batch_stats']
       outputs.append(out)
     loss, terms = objective(outputs, geoms, batch, rng)

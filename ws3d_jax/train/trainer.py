@@ -5,14 +5,18 @@
     eval:   a checkpoint (best, latest or a step) -> evaluation -> exports
 
 The steps themselves are in ``steps.py``; the objective in ``losses/objective.py``; the split and
-the branch sources in ``data/sources.py``; the boundary network in ``boundary.py``.
+the branch sources in ``data/sources.py``; the boundary network in ``boundary.py``. What differs
+for instance segmentation (``config.task = 'instance'``: PointGroup, proposals, AP) is a
+``Task`` from ``instance.py``; the loop, checkpoints and data are shared.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -78,14 +82,43 @@ def write_eval(writer, step: int, summary: dict, conf: np.ndarray, class_names, 
   writer.write_images(step, {f'{prefix}/confusion': export.confusion_image(conf, class_names)[None]})
 
 
+# --- what a task (semantic or instance segmentation) supplies -------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  metric: str  # the summary key the best checkpoint is chosen by
+  make_model: Callable  # (config, num_classes) -> flax module
+  make_objective: Callable  # (config, num_classes) -> objective
+  evaluate: Callable  # (variables, data, config, profile, model, max_scenes, export_dir) -> (summary, conf)
+  write_eval: Callable  # (writer, step, summary, conf, class_names)
+  format_summary: Callable  # summary -> the table for the log
+  max_proposals: Callable = lambda config: 0  # proposals per batch (0: no instance arrays)
+  before_step: Callable | None = None  # (config, model, total_steps) -> (state, step, batch) -> batch (host)
+
+
+SEMANTIC = Task(metric='miou', make_model=make_model, make_objective=make_objective, evaluate=evaluate,
+                write_eval=write_eval, format_summary=semantic.format_table)
+
+
+def task_of(config) -> Task:
+  name = config.get('task', 'semantic')
+  if name == 'semantic':
+    return SEMANTIC
+  if name == 'instance':
+    from ws3d_jax.train import instance  # noqa: PLC0415  (the semantic task does not need it)
+    return instance.TASK
+  raise ValueError(f'config.task must be semantic or instance, got {name!r}')
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
-def checkpoint_managers(workdir: Path, keep: int) -> tuple:
-  """(latest, best): the last ``keep`` periodic checkpoints, and the best one by val mIoU."""
+def checkpoint_managers(workdir: Path, keep: int, metric: str = 'miou') -> tuple:
+  """(latest, best): the last ``keep`` periodic checkpoints, and the best one by ``metric``
+  (val mIoU, or AP@50 for instances)."""
   latest = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
                                  options=ocp.CheckpointManagerOptions(max_to_keep=keep))
   best = ocp.CheckpointManager((workdir / 'checkpoints_best').absolute(),
-                               options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m['miou'],
+                               options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[metric],
                                                                     best_mode='max'))
   return latest, best
 
@@ -116,11 +149,13 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   num_classes = len(data.class_names)
   devices = jax.local_device_count()
   t = config.train
+  task = task_of(config)
 
-  batcher = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=devices)
+  batcher = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=devices,
+                             max_proposals=task.max_proposals(config))
   elements = sample_elements(data, config)
   batcher.profile = fit_profile(batcher, elements, config.buckets)
-  model = make_model(config, num_classes)
+  model = task.make_model(config, num_classes)
   eval_model = model.clone(bn_axis=None)
   per_epoch = epoch_steps(len({e['scene'] for e in data.split['labeled'] + data.split['unlabeled']}), config)
   total_steps = t.steps or t.epochs * per_epoch
@@ -128,12 +163,12 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   first = batcher(elements)
   shard0 = jax.tree.map(lambda x: x[0], first['view0'])
   state = steps.create_train_state(jax.random.PRNGKey(config.seed), model, tx, shard0, first['caps'])
-  latest, best = checkpoint_managers(workdir, t.keep_checkpoints)
+  latest, best = checkpoint_managers(workdir, t.keep_checkpoints, task.metric)
 
   if mode == 'eval':
     state, step = restore_for_eval(latest, best, config.eval.checkpoint, state)
     logging.info('evaluating the checkpoint of step %d', step)
-    return finish(state, step, data, config, batcher.profile, eval_model, writer, workdir)
+    return finish(state, step, data, config, batcher.profile, eval_model, writer, workdir, task)
 
   if needs_boundary(config, data):
     data.unlabeled.boundary = boundary.boundary_points(config, data, workdir, writer)
@@ -143,16 +178,16 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     start = latest.latest_step()
     state = latest.restore(start, args=ocp.args.StandardRestore(state))
     logging.info('resumed from the checkpoint of step %d in %s', start, latest.directory)
-  objective = make_objective(config, num_classes)
+  objective = task.make_objective(config, num_classes)
   stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch,
                                 config.seed + 1000 * jax.process_index(), batcher,
                                 AugmentParams.from_config(config.data.augment), start_step=start,
                                 num_threads=config.data.num_threads)
   state = train(state, stream, start, total_steps, model, objective, schedule, data, config, batcher, eval_model,
-                writer, latest, best)
-  summary = finish(state, total_steps, data, config, batcher.profile, eval_model, writer, workdir)
+                writer, latest, best, task)
+  summary = finish(state, total_steps, data, config, batcher.profile, eval_model, writer, workdir, task)
   if total_steps not in best.all_steps():
-    best.save(total_steps, args=ocp.args.StandardSave(state), metrics={'miou': summary['miou']})
+    best.save(total_steps, args=ocp.args.StandardSave(state), metrics={task.metric: summary[task.metric]})
     best.wait_until_finished()
   return summary
 
@@ -163,9 +198,11 @@ def needs_boundary(config, data) -> bool:
 
 
 def train(state, stream, start, total_steps, model, objective, schedule, data, config, batcher, eval_model, writer,
-          latest, best):
-  """The optimisation loop. Host synchronisation only at log, checkpoint and eval steps."""
+          latest, best, task: Task = SEMANTIC):
+  """The optimisation loop. Host synchronisation only at log, checkpoint and eval steps (and,
+  for instances once the ScoreNet trains, where the proposals are clustered on the host)."""
   t = config.train
+  before_step = task.before_step(config, eval_model, total_steps) if task.before_step else None
   state = jax_utils.replicate(state)
   rng = jax_utils.replicate(jax.random.PRNGKey(config.seed + 1))
   nonfinite = jnp.zeros((), jnp.int32)
@@ -173,6 +210,8 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
   t0, points, t_steps = time.time(), 0, 0
   for step in range(start + 1, total_steps + 1):
     batch = next(stream)
+    if before_step is not None:
+      batch = before_step(state, step, batch)
     state, metrics = steps.train_step(state, device_arrays(batch), rng, batch['caps'], model, objective)
     nonfinite = nonfinite + metrics['nonfinite'][0]
     points += int(batch['view0']['point_valid'].sum())
@@ -197,11 +236,11 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
       latest.save(step, args=ocp.args.StandardSave(host_state))
       last_good = step
       if evaluate_now:
-        summary, conf = evaluate({'params': host_state.params, 'batch_stats': host_state.batch_stats}, data, config,
-                                 batcher.profile, eval_model, max_scenes=config.eval.max_scenes_during_training)
-        write_eval(writer, step, summary, conf, data.class_names)
-        best.save(step, args=ocp.args.StandardSave(host_state), metrics={'miou': summary['miou']})
-        logging.info('step %d: val mIoU %.1f', step, 100 * summary['miou'])
+        summary, conf = task.evaluate({'params': host_state.params, 'batch_stats': host_state.batch_stats}, data,
+                                      config, batcher.profile, eval_model, config.eval.max_scenes_during_training, None)
+        task.write_eval(writer, step, summary, conf, data.class_names)
+        best.save(step, args=ocp.args.StandardSave(host_state), metrics={task.metric: summary[task.metric]})
+        logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
   latest.wait_until_finished()
   return jax.device_get(jax_utils.unreplicate(state))
 
@@ -214,15 +253,15 @@ def _stop_if_nonfinite(count: int, step: int, last_good: int, directory) -> None
         f'{directory}. Lower optim.lr, set optim.grad_clip, or check the input data, then run again.')
 
 
-def finish(state, step, data, config, profile, eval_model, writer, workdir: Path) -> dict:
+def finish(state, step, data, config, profile, eval_model, writer, workdir: Path, task: Task = SEMANTIC) -> dict:
   """Final evaluation on every evaluation scene: metrics.json, the log table, TensorBoard,
   predictions in the benchmark's official format and coloured .ply files."""
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   out = workdir / 'eval'
   out.mkdir(exist_ok=True)
-  summary, conf = evaluate(variables, data, config, profile, eval_model, export_dir=out)
-  logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), semantic.format_table(summary))
-  write_eval(writer, step, summary, conf, data.class_names)
+  summary, conf = task.evaluate(variables, data, config, profile, eval_model, 0, out)
+  logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), task.format_summary(summary))
+  task.write_eval(writer, step, summary, conf, data.class_names)
   writer.flush()
   summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names)}
   tmp = out / 'metrics.json.tmp'

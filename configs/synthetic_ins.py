@@ -1,0 +1,28 @@
+"""Instance segmentation on the embedded synthetic rooms (no download): PointGroup under WS3D.
+
+    python launch.py --config=configs/synthetic_ins.py:smoke   # every stage in a few minutes
+
+Tokens: as the semantic configs (configs/common.py). Floor and wall have no instances.
+"""
+from configs import common, synthetic
+
+
+def _defaults(c):
+  synthetic._defaults(c)  # noqa: SLF001
+  common.add_instance(c, no_instance_classes=('floor', 'wall'))
+  c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 4, 2, 2
+  c.train.steps = 300
+  # The rooms have ~2 cm point spacing at 20k points: a larger ball than ScanNet's meshes need.
+  c.instance.cluster_radius = c.instance.shift_radius = 0.08
+  c.instance.cluster_min_points = 20
+  c.instance.min_instance_points = 20
+  c.instance.eval_min_region_size = 20
+
+
+def _smoke(c):
+  synthetic._smoke(c)  # noqa: SLF001
+  c.instance.max_proposals = 32
+
+
+def get_config(arg: str = ''):
+  return common.get(arg, 'configs/synthetic_ins.py', _defaults, _smoke, default_ratio='10pct')

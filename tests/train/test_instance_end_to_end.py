@@ -1,0 +1,37 @@
+"""Instance segmentation, shrunk (configs/synthetic_ins.py:smoke): PointGroup under WS3D on the
+generated rooms, every stage: boundary network, training (the ScoreNet on clustered proposals
+after the first third of the steps), evaluation on the ScanNet AP protocol, exports."""
+import json
+import math
+
+import numpy as np
+
+from configs import synthetic_ins
+from ws3d_jax.train import trainer
+
+
+def test_instance_smoke_run(tmp_path):
+  config = synthetic_ins.get_config('smoke')
+  config.data.data_dir = str(tmp_path / 'tfds')
+  work = tmp_path / 'run'
+  summary = trainer.train_and_evaluate(config, str(work))
+
+  metrics = json.loads((work / 'eval' / 'metrics.json').read_text())
+  for key in ('ap', 'ap50', 'ap25', 'miou'):
+    assert 0.0 <= metrics[key] <= 1.0 and not math.isnan(metrics[key]) and metrics[key] == summary[key]
+  # AP@25 >= AP@50 >= AP over 0.5:0.95 holds per class and for the means.
+  assert metrics['ap25'] >= metrics['ap50'] >= metrics['ap']
+  classes = set(trainer.sources.label_defs.CLASSES['synthetic']) - {'floor', 'wall'}
+  assert set(metrics['per_class']) == classes
+  # The ScoreNet trained on real proposals in the last two thirds of the steps.
+  events = list((work / 'tensorboard').glob('events.out.tfevents.*'))
+  assert events
+  assert sorted(int(p.name) for p in (work / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 6]
+  plys = list((work / 'eval' / 'instance_ply').glob('*.ply'))
+  assert len(plys) == 1
+
+  # --mode=eval on the last checkpoint gives the same AP.
+  config.eval.checkpoint = 'latest'
+  again = trainer.train_and_evaluate(config, str(work), mode='eval')
+  assert again['ap50'] == metrics['ap50'] and again['confusion'] == metrics['confusion']
+  assert np.asarray(metrics['confusion']).sum() == metrics['points']

@@ -1,0 +1,258 @@
+"""Instance segmentation under WS3D: the pieces of the instance ``Task`` the trainer runs.
+
+    model       PointGroupNet (WS3DNet + offset head + ScoreNet)
+    objective   the WS3D objective on the semantic logits + offset L1/direction + ScoreNet BCE
+    proposals   host-side clustering (geometry/cluster.py) of the labeled scenes of a batch, on
+                the current model's predictions, once ``instance.score_start`` of the steps are
+                done (PointGroup's "prepare epochs"): the ScoreNet learns to rate them
+    evaluation  semantic -> offsets -> clusters on both coordinate sets -> ScoreNet -> NMS ->
+                ScanNet-protocol AP (AP, AP@50, AP@25) plus the semantic mIoU; exports in the
+                ScanNet benchmark instance format and coloured .ply
+
+Clustering is on the host because connected components have no static shape; it costs one
+extra forward pass and a sub-second clustering per training step in the score stage, and is
+the only host round trip of that step (docs/training.md).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ws3d_jax import sparse
+from ws3d_jax.data import build, pipeline
+from ws3d_jax.data.labels import CLASSES, IGNORE_LABEL
+from ws3d_jax.data.sources import LABEL_SETS
+from ws3d_jax.evaluation import export, semantic
+from ws3d_jax.evaluation import instance as instance_eval
+from ws3d_jax.geometry import cluster
+from ws3d_jax.losses.instance import InstanceObjective, score_targets
+from ws3d_jax.models.pointgroup import PointGroupNet
+from ws3d_jax.train import parts
+from ws3d_jax.train.steps import AXIS
+
+NUM_LEVELS = parts.NUM_LEVELS
+
+
+def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> PointGroupNet:
+  ws3d = parts.make_model(config, num_classes, bn_axis)
+  return PointGroupNet(num_classes=num_classes, spec=ws3d.spec, dtype=ws3d.dtype, bn_axis=bn_axis,
+                       embed_dim=ws3d.embed_dim, contrast_stages=ws3d.contrast_stages,
+                       score_hidden=config.instance.score_hidden)
+
+
+def make_objective(config, num_classes: int) -> InstanceObjective:
+  i = config.instance
+  return InstanceObjective(semantic=parts.make_objective(config, num_classes), w_offset=i.w_offset,
+                           w_score=i.w_score)
+
+
+def ignore_class_ids(config, class_names) -> tuple:
+  names = tuple(config.instance.no_instance_classes)
+  unknown = [n for n in names if n not in class_names]
+  if unknown:
+    raise ValueError(f'instance.no_instance_classes: {unknown} are not classes of {config.data.name} '
+                     f'({list(class_names)})')
+  return tuple(class_names.index(n) for n in names)
+
+
+# --- proposals -----------------------------------------------------------------------------------
+
+def cluster_scene(xyz, offsets, semantic_pred, config, ignore_ids) -> cluster.Proposals:
+  i = config.instance
+  return cluster.propose(xyz, offsets, semantic_pred, radius=i.cluster_radius, min_points=i.cluster_min_points,
+                         ignore_classes=ignore_ids, shift_radius=i.shift_radius)
+
+
+@functools.partial(jax.jit, static_argnames=('caps', 'model'))
+def predict_step(variables: dict, arrays: dict, caps, model, proposals=None):
+  """Per-point logits and offsets of one (unsharded) batch in inference mode, the ScoreNet
+  logits of the given proposals, and the needed capacities."""
+  geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
+  out = model.apply(variables, arrays['features'], geom, train=False, xyz=arrays['xyz'], proposals=proposals)
+  return out['logits'], out['offsets'], out['proposal_scores'], geom.needed
+
+
+def pack_proposals(groups: list, max_proposals: int, members: int) -> tuple[dict, int]:
+  """Padded proposal arrays from (point indices into the batch, ScoreNet target) per proposal,
+  in priority order: those past ``max_proposals`` or past the membership capacity are left out.
+  Returns (arrays, number left out)."""
+  out = {'proposal_point': np.zeros(members, np.int32), 'proposal_id': np.full(members, max_proposals, np.int32),
+         'proposal_valid': np.zeros(max_proposals, bool), 'proposal_target': np.zeros(max_proposals, np.float32)}
+  k = 0
+  for j, (points, target) in enumerate(groups[:max_proposals]):
+    if k + len(points) > members:
+      return out, len(groups) - j
+    out['proposal_point'][k:k + len(points)] = points
+    out['proposal_id'][k:k + len(points)] = j
+    out['proposal_valid'][j] = True
+    out['proposal_target'][j] = target
+    k += len(points)
+  return out, max(0, len(groups) - max_proposals)
+
+
+def proposal_members(props: cluster.Proposals) -> list:
+  """The point indices of each proposal, in proposal order."""
+  order = np.argsort(props.proposal_idx, kind='stable')
+  return np.split(props.point_idx[order], np.cumsum(props.sizes())[:-1])
+
+
+def batch_proposals(logits, offsets, shard: dict, config, ignore_ids, max_proposals: int) -> tuple[dict, int]:
+  """Proposals of the labeled scenes of one shard, largest first, each with its ScoreNet target
+  (PointGroup's soft target of its best IoU with a ground-truth instance)."""
+  view = shard['view0']
+  point_batch, instance = shard['point_batch'], shard['instance']
+  groups = []
+  for b in np.unique(point_batch[point_batch >= 0]):
+    idx = np.flatnonzero(point_batch == b)
+    gt = instance[idx]
+    if not (gt > 0).any():
+      continue  # an unlabeled scene: no targets for its proposals
+    props = cluster_scene(view['xyz'][idx], offsets[idx], logits[idx].argmax(-1), config, ignore_ids)
+    if not props.num_proposals:
+      continue
+    _, local_gt = np.unique(gt, return_inverse=True)  # 0 stays 0: it is the smallest id
+    best = cluster.proposal_gt_iou(props, local_gt.astype(np.int32)).max(axis=1, initial=0.0)
+    targets = np.asarray(score_targets(best, config.instance.score_fg, config.instance.score_bg))
+    groups += [(idx[m], t) for m, t in zip(proposal_members(props), targets)]
+  groups.sort(key=lambda g: -len(g[0]))
+  return pack_proposals(groups, max_proposals, len(shard['proposal_id']))
+
+
+def make_before_step(config, eval_model, total_steps: int):
+  """The host hook of the training loop: after ``instance.score_start`` of the steps, each
+  shard's proposal arrays are filled from the current model's predictions on its first view."""
+  ignore_ids = ignore_class_ids(config, class_names_of(config))
+  start = int(config.instance.score_start * total_steps)
+  warned = [False]
+
+  def before_step(state, step, batch):
+    if not config.instance.w_score or step <= start:
+      return batch
+    filled = []
+    for d in range(batch['proposal_id'].shape[0]):
+      shard = jax.tree.map(lambda x: x[d], {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')})
+      variables = jax.tree.map(lambda x: x[d], {'params': state.params, 'batch_stats': state.batch_stats})
+      logits, offsets, _, _ = predict_step(variables, shard['view0'], batch['caps'], eval_model)
+      arrays, dropped = batch_proposals(np.asarray(logits), np.asarray(offsets), shard, config, ignore_ids,
+                                        batch['proposal_valid'].shape[1])
+      if dropped and not warned[0]:
+        warned[0] = True
+        logging.warning('step %d: %d proposals past instance.max_proposals=%d left out of the ScoreNet batch '
+                        '(the largest are kept); raise it if this repeats', step, dropped,
+                        config.instance.max_proposals)
+      filled.append(arrays)
+    return {**batch, **pipeline.stack_trees(filled)}
+
+  return before_step
+
+
+def class_names_of(config) -> tuple:
+  return CLASSES[LABEL_SETS[build.canonical_name(config.data.name)]]
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
+  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
+                                     names=[scene['scene_id']])
+  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
+  arrays['xyz'] = np.zeros((caps.points, 3), np.float32)
+  arrays['xyz'][:len(scene['xyz'])] = scene['xyz']
+  return arrays, caps
+
+
+def predict_instances(variables, scene: dict, config, profile, model, ignore_ids) -> dict:
+  """Semantic classes and scored, NMS-filtered instance masks of one whole scene."""
+  i = config.instance
+  n = len(scene['xyz'])
+  arrays, caps = scene_arrays(scene, config.data.voxel_size, profile)
+  logits, offsets, _, needed = predict_step(variables, arrays, caps, model)
+  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
+  logits, offsets = np.asarray(logits)[:n], np.asarray(offsets)[:n]
+  pred = logits.argmax(-1)
+  props = cluster_scene(scene['xyz'], offsets, pred, config, ignore_ids)
+  empty = {'semantic': pred, 'masks': np.zeros((0, n), bool), 'classes': np.zeros(0, np.int32),
+           'scores': np.zeros(0, np.float32)}
+  if not props.num_proposals:
+    return empty
+  # Proposal capacity in powers of two, so that scenes with similar counts share a compile.
+  capacity = 1 << int(np.ceil(np.log2(max(props.num_proposals, 8))))
+  members = proposal_members(props)
+  order = sorted(range(len(members)), key=lambda j: -len(members[j]))
+  arrays_p, _ = pack_proposals([(members[j], 0.0) for j in order], capacity, 2 * caps.points)
+  classes = props.semantic[order]
+  _, _, score_logits, _ = predict_step(variables, arrays, caps, model, jax.tree.map(jnp.asarray, arrays_p))
+  scores = 1.0 / (1.0 + np.exp(-np.asarray(score_logits)[:len(order)]))
+  masks = np.zeros((len(order), n), bool)
+  valid = arrays_p['proposal_id'] < capacity
+  masks[arrays_p['proposal_id'][valid], arrays_p['proposal_point'][valid]] = True
+  keep = cluster.nms(masks, scores, i.nms_iou)
+  keep = [k for k in keep if scores[k] > i.score_threshold and masks[k].sum() >= i.min_instance_points]
+  if not keep:
+    return empty
+  keep = np.asarray(keep)
+  return {'semantic': pred, 'masks': masks[keep], 'classes': classes[keep].astype(np.int32),
+          'scores': scores[keep].astype(np.float32)}
+
+
+def evaluate(variables, data, config, profile, model, max_scenes: int = 0, export_dir: Path | None = None):
+  """AP on the ScanNet protocol over the evaluation scenes, plus the semantic mIoU."""
+  class_names = data.class_names
+  ignore_ids = ignore_class_ids(config, class_names)
+  evaluator = instance_eval.InstanceEvaluator(
+      class_names=class_names, instance_classes=[c for c in range(len(class_names)) if c not in ignore_ids],
+      min_region_size=config.instance.eval_min_region_size)
+  num_classes = len(class_names)
+  conf = np.zeros((num_classes, num_classes), np.int64)
+  count = len(data.eval_scenes) if not max_scenes else min(max_scenes, len(data.eval_scenes))
+  for k in range(count):
+    scene = data.eval_scenes[k]
+    out = predict_instances(variables, scene, config, profile, model, ignore_ids)
+    conf += semantic.confusion(out['semantic'], scene['semantic'], num_classes, IGNORE_LABEL)
+    evaluator.add_scene(scene['scene_id'], scene['semantic'], scene['instance'], out['masks'], out['classes'],
+                        out['scores'])
+    if export_dir is not None:
+      export_scene(export_dir, scene, out, data.label_set, config, k)
+  summary = {**evaluator.result(), **semantic.summarize(conf, class_names)}
+  return summary, conf
+
+
+def export_scene(export_dir: Path, scene: dict, out: dict, label_set: str, config, index: int) -> None:
+  formats = set(config.eval.export)
+  if 'official' in formats and label_set == 'scannet':
+    instance_eval.write_scannet_instances(export_dir / 'instance_predictions', scene['scene_id'], out['masks'],
+                                          out['classes'], out['scores'])
+  if 'ply' in formats and index < config.eval.ply_scenes:
+    instance_eval.write_instance_ply(export_dir / 'instance_ply' / f'{scene["scene_id"]}.ply', scene['xyz'],
+                                     out['masks'], out['scores'])
+  export.export_predictions(label_set, export_dir, scene['scene_id'], scene['xyz'], out['semantic'],
+                            formats if index < config.eval.ply_scenes else formats - {'ply'})
+
+
+def write_eval(writer, step: int, summary: dict, conf, class_names, prefix: str = 'val') -> None:
+  from ws3d_jax.train import trainer  # noqa: PLC0415  (trainer imports this module lazily)
+  writer.write_scalars(step, {f'{prefix}/ap': summary['ap'], f'{prefix}/ap50': summary['ap50'],
+                              f'{prefix}/ap25': summary['ap25'],
+                              **{f'{prefix}/ap50/{k}': v['ap50'] for k, v in summary['per_class'].items()
+                                 if v['ap50'] is not None and np.isfinite(v['ap50'])}})
+  trainer.write_eval(writer, step, summary, conf, class_names, prefix)
+
+
+def format_summary(summary: dict) -> str:
+  return instance_eval.format_table(summary) + '\n' + semantic.format_table(summary)
+
+
+def _task():
+  from ws3d_jax.train import trainer  # noqa: PLC0415
+  return trainer.Task(metric='ap50', make_model=make_model, make_objective=make_objective, evaluate=evaluate,
+                      write_eval=write_eval, format_summary=format_summary,
+                      max_proposals=lambda config: config.instance.max_proposals,
+                      before_step=make_before_step)
+
+
+TASK = _task()
