@@ -4,11 +4,14 @@ import sys
 
 import pytest
 
-from configs import s3dis, scannet, semkitti, synthetic
+from configs import s3dis, s3dis_ins, scannet, scannet_ins, semkitti, synthetic, synthetic_ins
 from tests.conftest import REPO
-from ws3d_jax.train import checks, trainer
+from ws3d_jax.data import labels as label_defs
+from ws3d_jax.models.pointgroup import PointGroupNet
+from ws3d_jax.train import checks, instance, trainer
 
-ALL = {'semkitti': semkitti, 'scannet': scannet, 's3dis': s3dis, 'synthetic': synthetic}
+ALL = {'semkitti': semkitti, 'scannet': scannet, 's3dis': s3dis, 'synthetic': synthetic,
+       'scannet_ins': scannet_ins, 's3dis_ins': s3dis_ins, 'synthetic_ins': synthetic_ins}
 
 
 @pytest.mark.parametrize('name', sorted(ALL))
@@ -70,6 +73,27 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
   config.train.unlabeled_batch = 0
   with pytest.raises(ValueError, match='sup_only'):
     checks.validate_config(config)
+  # A sup_only baseline that still loads unlabeled scenes is not the baseline: refused.
+  config = scannet.get_config('sup_only')
+  config.train.unlabeled_batch = 1
+  with pytest.raises(ValueError, match=r'unlabeled_batch=1 but no loss trains on unlabeled scenes'):
+    checks.validate_config(config)
+
+
+def test_instance_configs_parse_tokens_and_check_their_values():
+  config = scannet_ins.get_config('5pct,sup_only')
+  assert config.task == 'instance' and config.data.label_ratio == 0.05 and config.train.unlabeled_batch == 0
+  assert tuple(config.instance.no_instance_classes) == ('wall', 'floor')
+  assert s3dis_ins.get_config('1pct').instance.no_instance_classes == ('ceiling', 'floor', 'wall')
+  assert isinstance(trainer.task_of(config).make_model(config, 20), PointGroupNet)
+  checks.validate_config(config)
+  config.instance.score_start = 1.0
+  with pytest.raises(ValueError, match='instance.score_start'):
+    checks.validate_config(config)
+  config = scannet_ins.get_config('')
+  config.instance.no_instance_classes = ('wal',)
+  with pytest.raises(ValueError, match=r"\['wal'\] are not classes of scannet"):
+    instance.ignore_class_ids(config, label_defs.SCANNET_CLASSES)
 
 
 def test_launch_rejects_a_mistyped_field_by_name():

@@ -65,7 +65,8 @@ def main(argv):
   data = sources.load_experiment(config, workdir)
   model = parts.make_model(config, len(data.class_names), bn_axis=None)
   manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
-  state = manager.restore(manager.latest_step())
+  step = flags.FLAGS.step or manager.latest_step()
+  state = manager.restore(step)
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
   batcher = trainer.pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
   profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
@@ -79,7 +80,7 @@ def main(argv):
       truth = sources.subset_scene(truth, sources.splits.apply_cut(truth['xyz'], entry['cut']))
     logits = parts.scene_logits(variables, scene, config.data.voxel_size, profile, model)
     counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), config.loss.gamma))
-  print(json.dumps({'step': manager.latest_step(), **summarize(counts)}, indent=2))
+  print(json.dumps({'step': step, **summarize(counts)}, indent=2))
 
 
 if __name__ == '__main__':
@@ -87,4 +88,5 @@ if __name__ == '__main__':
   from ml_collections import config_flags
   config_flags.DEFINE_config_file('config', None, 'The run\'s config file.', lock_config=True)
   flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
+  flags.DEFINE_integer('step', 0, 'The checkpoint to read (default: the latest).')
   app.run(main)

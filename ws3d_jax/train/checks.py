@@ -31,6 +31,9 @@ def validate_config(config) -> None:
   if not t.unlabeled_batch and (l.w_energy or (l.w_contrast and l.region_contrast)):
     raise ValueError('train.unlabeled_batch is 0 but the energy or region contrast is on: they train on unlabeled '
                      'scenes; set train.unlabeled_batch, or use the sup_only token')
+  if t.unlabeled_batch and not (l.w_energy or (l.w_contrast and l.region_contrast)):
+    raise ValueError(f'train.unlabeled_batch={t.unlabeled_batch} but no loss trains on unlabeled scenes (a sup_only '
+                     'run): they would only cost time and shift the BatchNorm statistics; set train.unlabeled_batch=0')
   if t.steps < 0 or (not t.steps and t.epochs <= 0):
     raise ValueError(f'set train.steps > 0 or train.epochs > 0 (got steps={t.steps}, epochs={t.epochs})')
   for name in ('log_every', 'checkpoint_every', 'keep_checkpoints'):
