@@ -16,7 +16,9 @@ def _scalars(directory):
   for path in directory.glob('events.out.tfevents.*'):
     for event in tf.compat.v1.train.summary_iterator(str(path)):
       for value in event.summary.value:
-        out.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+        array = tf.make_ndarray(value.tensor)
+        if array.ndim == 0:  # scalars (the confusion image is there too)
+          out.setdefault(value.tag, {})[event.step] = float(array)
   return out
 
 

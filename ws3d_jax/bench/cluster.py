@@ -36,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from ws3d_jax.bench.preprocess import pin_to_one_core
 from ws3d_jax.data.labels import IGNORE_LABEL, SCANNET_CLASSES
 from ws3d_jax.geometry.cluster import cluster_points, proposal_gt_iou, propose
 
@@ -192,15 +193,6 @@ def machine() -> dict:
   return {'cpu': model, 'logical_cpus': os.cpu_count(), 'python': platform.python_version(),
           'numpy': np.__version__, 'scipy': __import__('scipy').__version__,
           'load_average_1m': round(os.getloadavg()[0], 2) if hasattr(os, 'getloadavg') else None}
-
-
-def pin_to_one_core() -> str:
-  """Restricts this process to its first allowed CPU (like taskset -c); returns a note."""
-  if hasattr(os, 'sched_setaffinity'):
-    core = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {core})
-    return f'pinned to CPU {core}'
-  return 'not pinned (no sched_setaffinity here); OMP_NUM_THREADS=1'
 
 
 def markdown_table(rows: list[dict]) -> str:
