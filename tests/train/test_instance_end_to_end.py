@@ -1,13 +1,21 @@
 """Instance segmentation, shrunk (configs/synthetic_ins.py:smoke): PointGroup under WS3D on the
 generated rooms, every stage: boundary network, training (the ScoreNet on clustered proposals
-after the first third of the steps), evaluation on the ScanNet AP protocol, exports."""
+after the first third of the steps), evaluation on the ScanNet AP protocol, exports.
+
+The run goes in a fresh interpreter: inside the full suite's process (after dozens of other
+compiled programs) XLA:CPU aborted while compiling the proposal pass, twice, while the same
+test alone passes; the cause is not found yet (an open point in docs/training.md).
+"""
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from configs import synthetic_ins
-from ws3d_jax.train import trainer
+from tests.conftest import REPO
 
 
 def _scalars(directory):
@@ -23,6 +31,20 @@ def _scalars(directory):
 
 
 def test_instance_smoke_run(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0').strip()
+  code = 'import sys; from tests.train.test_instance_end_to_end import run; run(sys.argv[1])'
+  result = subprocess.run([sys.executable, '-c', code, str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=2400)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert 'INSTANCE SMOKE OK' in result.stdout
+
+
+def run(tmp: str):
+  from configs import synthetic_ins
+  from ws3d_jax.train import trainer
+
+  tmp_path = Path(tmp)
   config = synthetic_ins.get_config('smoke')
   config.data.data_dir = str(tmp_path / 'tfds')
   work = tmp_path / 'run'
@@ -48,3 +70,4 @@ def test_instance_smoke_run(tmp_path):
   again = trainer.train_and_evaluate(config, str(work), mode='eval')
   assert again['ap50'] == metrics['ap50'] and again['confusion'] == metrics['confusion']
   assert np.asarray(metrics['confusion']).sum() == metrics['points']
+  print('INSTANCE SMOKE OK')
