@@ -157,20 +157,11 @@ def class_names_of(config) -> tuple:
 
 # --- evaluation ----------------------------------------------------------------------------------
 
-def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
-  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
-                                     names=[scene['scene_id']])
-  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
-  arrays['xyz'] = np.zeros((caps.points, 3), np.float32)
-  arrays['xyz'][:len(scene['xyz'])] = scene['xyz']
-  return arrays, caps
-
-
 def predict_instances(variables, scene: dict, config, profile, model, ignore_ids) -> dict:
   """Semantic classes and scored, NMS-filtered instance masks of one whole scene."""
   i = config.instance
   n = len(scene['xyz'])
-  arrays, caps = scene_arrays(scene, config.data.voxel_size, profile)
+  arrays, caps = parts.scene_arrays(scene, config.data.voxel_size, profile)
   logits, offsets, _, needed = predict_step(variables, arrays, caps, model)
   sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
   logits, offsets = np.asarray(logits)[:n], np.asarray(offsets)[:n]

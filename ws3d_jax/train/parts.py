@@ -86,11 +86,21 @@ def device_arrays(batch: dict) -> dict:
   return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
 
 
-def scene_logits(variables, scene: dict, voxel_size: float, profile, model) -> np.ndarray:
-  """Per-point logits (N, C) of one whole, unaugmented scene: every point reads its voxel."""
+def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
+  """The padded model inputs of one whole, unaugmented scene (plus its padded point
+  coordinates, which the instance heads read) and their capacities."""
   batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
                                      names=[scene['scene_id']])
-  logits, needed = predict_step(variables, {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}, caps, model)
+  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
+  arrays['xyz'] = np.zeros((caps.points, 3), np.float32)
+  arrays['xyz'][:len(scene['xyz'])] = scene['xyz']
+  return arrays, caps
+
+
+def scene_logits(variables, scene: dict, voxel_size: float, profile, model) -> np.ndarray:
+  """Per-point logits (N, C) of one whole, unaugmented scene: every point reads its voxel."""
+  arrays, caps = scene_arrays(scene, voxel_size, profile)
+  logits, needed = predict_step(variables, {k: arrays[k] for k in pipeline.VIEW_KEYS}, caps, model)
   sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
   return np.asarray(logits)[:len(scene['xyz'])]
 
