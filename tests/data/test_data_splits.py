@@ -115,3 +115,15 @@ def test_five_percent_of_real_scannet_scenes(shared_data):
   split = _split(xyz, 0.05, seed=1)
   assert abs(split['achieved_ratio'] - 0.05) < 0.001
   assert _branch_points(xyz, split['labeled']) == split['labeled_points']
+
+
+def test_cut_stays_vertical_when_only_z_could_hit_the_count_exactly():
+  # Horizontal coordinates on a 1 cm grid (many ties), heights continuous: a z cut could always
+  # land on the exact count, but it would label a horizontal slab (floor-level classes only).
+  rng = np.random.default_rng(0)
+  xyz = np.concatenate([np.round(rng.uniform(0, 4, (3000, 2)), 2), rng.uniform(0, 3, (3000, 1))], 1)
+  for target in range(100, 2900, 97):
+    axis, threshold, below = splits._plane_cut(xyz, target)
+    assert axis in (0, 1), target
+    assert abs(below - target) <= 0.01 * len(xyz)
+    assert (xyz[:, axis] < threshold).sum() == below

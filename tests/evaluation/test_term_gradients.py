@@ -13,15 +13,15 @@ from ws3d_jax.train import parts
 
 
 def test_summary_shares_and_cosines_by_hand():
-  g = {'ce': np.array([1.0, 0.0]), 'sce': np.array([0.0, 3.0]), 'energy': np.array([-1.0, 0.0]),
+  g = {'ce': np.array([1.0, 0.0]), 'sup_contrast': np.array([0.0, 3.0]), 'energy': np.array([-1.0, 0.0]),
        'contrast': np.array([0.0, 1.0])}
   out = summarize([g])
   # total = (0, 4): |total|^2 = 16; shares = g.total / 16.
-  assert out['sce']['share_of_update'] == pytest.approx(12 / 16)
+  assert out['sup_contrast']['share_of_update'] == pytest.approx(12 / 16)
   assert out['contrast']['share_of_update'] == pytest.approx(4 / 16)
   assert out['ce']['share_of_update'] == 0.0 and out['energy']['share_of_update'] == 0.0
-  assert out['energy']['cosine_with_ce'] == pytest.approx(-1.0) and out['sce']['cosine_with_ce'] == 0.0
-  assert out['sce']['grad_norm'] == pytest.approx(3.0)
+  assert out['energy']['cosine_with_ce'] == pytest.approx(-1.0) and out['sup_contrast']['cosine_with_ce'] == 0.0
+  assert out['sup_contrast']['grad_norm'] == pytest.approx(3.0)
 
 
 def _scene(rng, n=600):
@@ -38,6 +38,7 @@ def _scene(rng, n=600):
 def test_term_gradients_add_up_to_the_objective_gradient():
   config = synthetic.get_config('smoke')
   config.loss.gamma = 0.05  # every region confident at init, so every term is active
+  config.loss.supervised_contrast = True
   rng = np.random.default_rng(0)
   labeled, unlabeled = _scene(rng), _scene(rng)
   unlabeled['semantic'] = np.full_like(unlabeled['semantic'], 255)

@@ -8,6 +8,7 @@ import numpy as np
 from ws3d_jax.losses.contrast import ContrastParams
 from ws3d_jax.losses.energy import EnergyParams
 from ws3d_jax.losses.objective import BoundaryObjective, Objective
+from ws3d_jax.losses.schedule import Ramp
 
 IGNORE = 255
 
@@ -50,7 +51,7 @@ def _region_probs(logits, region_id, r):
 
 def test_energy_reads_only_unlabeled_regions_and_pairs():
   batch, outs = _batch(), [_outputs(0), _outputs(1)]
-  obj = Objective(num_classes=3, w_ce=0.0, w_sce=0.0, w_contrast=0.0,
+  obj = Objective(num_classes=3, w_ce=0.0, w_sup_contrast=0.0, w_contrast=0.0,
                   energy=EnergyParams(gamma=0.0))  # every region confident: H = 1
   loss, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
   expected = 0.0
@@ -69,7 +70,7 @@ def test_energy_reads_only_unlabeled_regions_and_pairs():
 
 def test_cross_entropy_averages_labeled_points_over_the_two_views():
   batch, outs = _batch(), [_outputs(2), _outputs(3)]
-  obj = Objective(num_classes=3, w_sce=0.0, w_energy=0.0, w_contrast=0.0)
+  obj = Objective(num_classes=3, w_sup_contrast=0.0, w_energy=0.0, w_contrast=0.0)
   loss, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
   expected = 0.0
   for o in outs:
@@ -86,7 +87,7 @@ def test_contrast_anchors_are_confident_unlabeled_regions_and_sce_labeled_ones()
                   contrast=ContrastParams(gamma=0.0, tau=0.5))
   loss, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
   assert float(terms['contrast_anchors']) == 2  # regions 2 and 3
-  assert float(terms['sce_anchors']) == 2  # regions 0 and 1 (majority labels 0 and 1)
+  assert float(terms['sup_contrast_anchors']) == 2  # regions 0 and 1 (majority labels 0 and 1)
   # SCE by hand: anchors 0 and 1; region 0's negative is region 1 (other label) and vice versa.
   f = []
   for o in outs:
@@ -94,8 +95,8 @@ def test_contrast_anchors_are_confident_unlabeled_regions_and_sce_labeled_ones()
     f.append(pooled / np.linalg.norm(pooled, axis=-1, keepdims=True))
   sim = f[0] @ f[1].T / 0.5
   sce = np.mean([np.log(np.exp(sim[a]).sum()) - sim[a, a] for a in range(2)])
-  np.testing.assert_allclose(terms['sce_stage0'], sce, rtol=1e-5)
-  np.testing.assert_allclose(loss, terms['contrast'] + terms['sce'], rtol=1e-6)
+  np.testing.assert_allclose(terms['sup_contrast_stage0'], sce, rtol=1e-5)
+  np.testing.assert_allclose(loss, terms['contrast'] + terms['sup_contrast'], rtol=1e-6)
 
 
 def test_boundary_focal_loss_ignores_unlabeled_points():
@@ -105,3 +106,26 @@ def test_boundary_focal_loss_ignores_unlabeled_points():
   b = 1 / (1 + np.exp(-np.array([2.0, -1.0])))
   expected = (-(1 - b[0]) ** 2 * np.log(b[0]) - b[1] ** 2 * np.log(1 - b[1])) / 2
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_ramp_is_zero_in_warmup_then_the_sigmoid_ramp_then_one():
+  ramp = Ramp(warmup_steps=10, rampup_steps=20)
+  for step, expected in ((0, 0.0), (9, 0.0), (10, np.exp(-5.0)), (20, np.exp(-5 * 0.25)), (30, 1.0), (99, 1.0)):
+    np.testing.assert_allclose(float(ramp(step)), expected, rtol=1e-6, err_msg=str(step))
+  assert float(Ramp()(0)) == 1.0 and float(Ramp(warmup_steps=5)(4)) == 0.0 and float(Ramp(warmup_steps=5)(5)) == 1.0
+
+
+def test_ramp_scales_only_the_unlabeled_terms():
+  batch, outs = _batch(), [_outputs(4), _outputs(5)]
+  obj = Objective(num_classes=3, w_sup_contrast=0.5, energy=EnergyParams(gamma=0.0),
+                  contrast=ContrastParams(gamma=0.0), ramp=Ramp(warmup_steps=10, rampup_steps=10))
+  full, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
+  labeled_only = terms['ce'] + 0.5 * terms['sup_contrast']
+  unlabeled = terms['energy'] + terms['contrast']
+  assert float(unlabeled) > 0
+  np.testing.assert_allclose(full, labeled_only + unlabeled, rtol=1e-5)  # no step: full weight
+  warm, t = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0), step=3)
+  np.testing.assert_allclose(warm, labeled_only, rtol=1e-5)
+  assert float(t['unlabeled_weight']) == 0.0
+  mid, _ = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0), step=15)
+  np.testing.assert_allclose(mid, labeled_only + np.exp(-5 * 0.25) * unlabeled, rtol=1e-5)

@@ -27,7 +27,7 @@ def test_sup_only_keeps_the_labeled_budget_and_drops_every_ws3d_term():
   assert sup.train.labeled_batch == ws3d.train.labeled_batch and sup.train.epochs == ws3d.train.epochs
   assert sup.train.unlabeled_batch == 0 and not sup.boundary.enabled
   objective = trainer.make_objective(sup, 19)
-  assert (objective.w_ce, objective.w_sce, objective.w_energy, objective.w_contrast) == (1.0, 0.0, 0.0, 0.0)
+  assert (objective.w_ce, objective.w_sup_contrast, objective.w_energy, objective.w_contrast) == (1.0, 0.0, 0.0, 0.0)
 
 
 def test_each_table5_ablation_token_turns_off_exactly_its_switch():
@@ -38,7 +38,7 @@ def test_each_table5_ablation_token_turns_off_exactly_its_switch():
       'no_energy_h': lambda o: not o.energy.use_confidence_mask,
       'no_contrast_h': lambda o: not o.contrast.use_confidence_mask,
       'no_contrast': lambda o: o.w_contrast == 0,
-      'no_sce': lambda o: o.w_sce == 0,
+      'no_sce': lambda o: o.w_ce == 0 and o.w_energy > 0,
   }
   for token, check in expect.items():
     objective = trainer.make_objective(scannet.get_config(f'5pct,{token}'), 20)
@@ -78,6 +78,14 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
   config.train.unlabeled_batch = 1
   with pytest.raises(ValueError, match=r'unlabeled_batch=1 but no loss trains on unlabeled scenes'):
     checks.validate_config(config)
+  for field, value, message in (('boundary.threshold', 1.5, 'boundary.threshold is a probability'),
+                                ('loss.warmup', 0.8, 'fractions of the steps'),
+                                ('train.init_from', str(tmp_path / 'no_run'), 'no_run has no checkpoints/')):
+    config = synthetic.get_config('5pct')
+    section, name = field.split('.')
+    config[section][name] = value
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+      checks.validate_config(config)
 
 
 def test_instance_configs_parse_tokens_and_check_their_values():
@@ -112,3 +120,26 @@ def test_sup_only_decays_the_learning_rate_at_the_same_steps_as_ws3d():
   assert float(schedule(50 * per_epoch - 1)) == pytest.approx(1e-3)
   assert float(schedule(50 * per_epoch)) == pytest.approx(2e-4)
   assert float(schedule(100 * per_epoch)) == pytest.approx(4e-5)
+
+
+def test_every_table5_case_is_reachable_by_tokens_and_differs_from_case1():
+  from configs.common import TABLE5_CASES
+  full = scannet.get_config('5pct')
+  objectives = {case: trainer.make_objective(scannet.get_config(f'5pct,{tokens}'.rstrip(',')), 20)
+                for case, tokens in TABLE5_CASES.items()}
+  assert sorted(TABLE5_CASES) == list(range(1, 10))
+  assert objectives[1] == trainer.make_objective(full, 20)
+  for case in range(2, 10):
+    differs = objectives[case] != objectives[1] or case == 6
+    assert differs, case
+  assert objectives[8].w_ce == 0 and objectives[8].w_energy > 0  # Case 8: no supervised CE branch
+  assert objectives[9].w_energy == objectives[9].w_contrast == 0  # Case 9: supervised only
+
+
+def test_default_schedule_warms_up_and_paper_token_is_literal():
+  default = trainer.make_objective(synthetic.get_config('5pct'), 10, total_steps=1000)
+  paper = trainer.make_objective(synthetic.get_config('5pct,paper'), 10, total_steps=1000)
+  assert default.ramp.warmup_steps > 0 and default.w_energy < 1 and default.w_sup_contrast == 0
+  assert (paper.ramp.warmup_steps, paper.ramp.rampup_steps, paper.w_energy, paper.w_contrast) == (0, 0, 1.0, 1.0)
+  with_sc = trainer.make_objective(synthetic.get_config('5pct,sup_contrast'), 10)
+  assert with_sc.w_sup_contrast > 0

@@ -126,7 +126,8 @@ def load_sources(config) -> tuple:
   name = build.canonical_name(d.name)
   builder_config = None
   if name == 'synthetic':
-    builder_config = {'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene}
+    builder_config = {'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene,
+                      'room_seed': d.get('room_seed', 0)}
   elif not d.manual_dir and not build.is_built(name, d.data_dir):
     raise ValueError(f'{name} is not built in {d.data_dir}: pass the downloaded data set with '
                      f'--config.data.manual_dir=DIR (it is built there on first use), or point '

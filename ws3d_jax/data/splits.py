@@ -2,8 +2,9 @@
 
 Scenes are taken in a seeded order and go to the labeled set until they hold a fraction r of
 all training points. The scene that crosses the line is cut by an axis-aligned vertical plane
-across its longest horizontal axis, placed so that the labeled share is r to within the
-points that share one coordinate value; the part beyond the plane joins the unlabeled set.
+(x or y, the one that lands closest), placed so that the labeled share is r to within the
+points that share one coordinate value (at most 1% of that scene's points off); the part
+beyond the plane joins the unlabeled set.
 At r = 1 every scene is in both sets. Transductive mode adds evaluation scenes (without
 labels) to the unlabeled set.
 
@@ -40,17 +41,34 @@ def apply_cut(xyz: np.ndarray, cut: Mapping | None) -> np.ndarray:
   return below if cut['side'] == 'below' else ~below
 
 
-def _cut_axes(xyz: np.ndarray) -> list[int]:
-  extent = xyz.max(axis=0) - xyz.min(axis=0)
-  horizontal = sorted((0, 1), key=lambda a: -extent[a])
-  return horizontal + [2]  # z only if every horizontal coordinate is one value
-
-
 def _plane_cut(xyz: np.ndarray, num_below: int) -> tuple[int, float, int]:
-  """(axis, threshold, points below) of the plane that leaves closest to num_below points
-  below it; the threshold lies halfway between two distinct coordinates."""
+  """(axis, threshold, points below) of a vertical plane that leaves about num_below points
+  below it; the threshold lies halfway between two distinct coordinates.
+
+  A vertical cut (x or y) keeps every height of the scene on both sides, so the labeled part
+  holds walls and furniture, not only the floor. The horizontal axis that lands closest wins,
+  even when a z cut would land a few points closer (quantised horizontal coordinates often
+  cannot hit a count exactly); z is used only when no vertical plane lands within
+  ``_CUT_TOLERANCE`` of the scene's points of the target.
+  """
+  extent = xyz.max(axis=0) - xyz.min(axis=0)
+  horizontal = _closest_cut(xyz, num_below, sorted((0, 1), key=lambda a: -extent[a]))
+  tolerance = max(_CUT_TOLERANCE * len(xyz), 1)
+  if horizontal is not None and abs(horizontal[2] - num_below) <= tolerance:
+    return horizontal
+  vertical = _closest_cut(xyz, num_below, [2])
+  candidates = [c for c in (horizontal, vertical) if c is not None]
+  if not candidates:
+    raise ValueError('cannot cut a scene whose points all coincide')
+  return min(candidates, key=lambda c: abs(c[2] - num_below))
+
+
+_CUT_TOLERANCE = 0.01  # of the cut scene's points
+
+
+def _closest_cut(xyz: np.ndarray, num_below: int, axes) -> tuple[int, float, int] | None:
   best = None
-  for axis in _cut_axes(xyz):
+  for axis in axes:
     s = np.sort(xyz[:, axis].astype(np.float64))
     gaps = np.flatnonzero(s[1:] > s[:-1]) + 1  # possible counts below a threshold
     if not len(gaps):
@@ -58,10 +76,6 @@ def _plane_cut(xyz: np.ndarray, num_below: int) -> tuple[int, float, int]:
     g = int(gaps[np.argmin(np.abs(gaps - num_below))])
     if best is None or abs(g - num_below) < abs(best[2] - num_below):
       best = (axis, float((s[g - 1] + s[g]) / 2), g)
-    if g == num_below:
-      break
-  if best is None:
-    raise ValueError('cannot cut a scene whose points all coincide')
   return best
 
 

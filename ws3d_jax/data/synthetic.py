@@ -1,11 +1,12 @@
 """Procedural indoor rooms: the built-in data set that needs no download.
 
-A room is a floor, four walls (one with a door) and furniture (tables with chairs, cabinets,
-sofas, beds, bookshelves with books, clutter on the floor and on furniture), built from boxes
-and prisms and sampled uniformly over their visible surfaces with a little noise, like a
-ScanNet mesh's vertices. Every class has its own shape, size, height and colour family, so
-the segmentation task is learnable, and colours vary per object, so colour alone is not
-enough. Labels use labels.SYNTHETIC_CLASSES; every object is one instance (floor and each
+A room is a floor, four walls (one with a door) and the furniture of its type (bedroom, living
+room, office, storage: tables with chairs, cabinets, sofas, beds, bookshelves with books,
+clutter on the floor and on furniture), built from boxes and prisms and sampled uniformly
+over their visible surfaces with a little noise, like a ScanNet mesh's vertices. Every class
+has its own shape, size, height and colour family, so the segmentation task is learnable;
+colours vary per object and a third of the furniture wears a finish every class shares, so
+colour alone is not enough. Labels use labels.SYNTHETIC_CLASSES; every object is one instance (floor and each
 wall too, as in S3DIS). A room is a deterministic function of its seed.
 """
 from __future__ import annotations
@@ -111,8 +112,16 @@ class _Surfaces:
             np.asarray(self.instance, np.int32)[idx])
 
 
+# Finishes any piece of furniture can have (wood, white, grey, black): a third of the objects
+# take one, so colour alone does not tell table from cabinet from bookshelf.
+_SHARED = [(0.55, 0.38, 0.22), (0.90, 0.90, 0.88), (0.50, 0.51, 0.53), (0.15, 0.15, 0.16)]
+_FURNITURE = (DOOR, TABLE, CHAIR, CABINET, SOFA, BED, BOOKSHELF)
+ROOM_TYPES = ('bedroom', 'living', 'office', 'storage')
+
+
 def _colour(rng, cls) -> np.ndarray:
-  base = np.asarray(_COLOURS[cls][rng.integers(len(_COLOURS[cls]))])
+  palette = _SHARED if cls in _FURNITURE and rng.random() < 0.35 else _COLOURS[cls]
+  base = np.asarray(palette[rng.integers(len(palette))])
   return np.clip(base * rng.uniform(0.85, 1.15) + rng.normal(0, 0.03, 3), 0, 1)
 
 
@@ -363,13 +372,22 @@ def make_room(seed: int, num_points: int = 20000, noise: float = 0.005) -> dict:
             surf.new_instance(), _colour(rng, FLOOR))
   _walls_and_door(surf, rng, plan, width, depth, height)
 
-  # Wall-standing furniture, more of it in larger rooms: (builder, probability or count,
-  # width range, depth range).
+  # The room's type decides its furniture (as in ScanNet, where a bed is in bedrooms only), so
+  # a few labeled rooms miss whole kinds of rooms and many objects: the labels are the bottleneck.
+  # Wall-standing furniture, more of it in larger rooms: (builder, count, width range, depth range).
   area = width * depth
-  wall_items = [(_bed, int(rng.random() < 0.4), (1.0, 1.8), (1.9, 2.1)),
-                (_sofa, int(rng.random() < 0.6), (1.6, 2.4), (0.8, 1.0)),
-                (_bookshelf, rng.integers(0, 2 + int(area > 25)), (0.8, 1.2), (0.3, 0.4)),
-                (_cabinet, rng.integers(1, 3 + int(area > 25)), (0.4, 1.2), (0.4, 0.6))]
+  big = int(area > 25)
+  kind = ROOM_TYPES[int(rng.integers(len(ROOM_TYPES)))]
+  counts = {
+      'bedroom': dict(bed=1, sofa=0, bookshelf=int(rng.random() < 0.3), cabinet=rng.integers(1, 3 + big), tables=int(rng.random() < 0.3)),
+      'living': dict(bed=0, sofa=1 + int(big and rng.random() < 0.5), bookshelf=rng.integers(0, 2 + big), cabinet=rng.integers(0, 2), tables=1),
+      'office': dict(bed=0, sofa=int(rng.random() < 0.2), bookshelf=rng.integers(0, 2), cabinet=rng.integers(1, 3 + big), tables=rng.integers(1, 3 + big)),
+      'storage': dict(bed=0, sofa=0, bookshelf=rng.integers(2, 4 + big), cabinet=rng.integers(2, 4 + big), tables=int(rng.random() < 0.5)),
+  }[kind]
+  wall_items = [(_bed, counts['bed'], (1.0, 1.8), (1.9, 2.1)),
+                (_sofa, counts['sofa'], (1.6, 2.4), (0.8, 1.0)),
+                (_bookshelf, counts['bookshelf'], (0.8, 1.2), (0.3, 0.4)),
+                (_cabinet, counts['cabinet'], (0.4, 1.2), (0.4, 0.6))]
   for builder, count, w_range, d_range in wall_items:
     for _ in range(count):
       w, d = rng.uniform(*w_range), rng.uniform(*d_range)
@@ -380,7 +398,7 @@ def make_room(seed: int, num_points: int = 20000, noise: float = 0.005) -> dict:
       if builder is _cabinet and rng.random() < 0.5:  # something on the cabinet
         _clutter(surf, rng, spot[0], top, max_size=0.25)
 
-  for _ in range(rng.integers(1, 2 + int(area > 30))):
+  for _ in range(counts['tables']):
     _table_group(surf, rng, plan)
   for _ in range(rng.integers(1, 3)):  # a free-standing chair
     yaw = rng.uniform(0, 2 * np.pi)
@@ -413,7 +431,11 @@ def read_scene(sid: str, num_points: int = 20000) -> dict:
   return make_room(scene_seed(sid), num_points)
 
 
-def make_split_scene_ids(num_train: int, num_val: int) -> dict[str, list[str]]:
-  """{'train': [...], 'validation': [...]}; growing one split never changes the other."""
-  return {'train': [scene_id(i) for i in range(num_train)],
-          'validation': [scene_id(VAL_SEED_OFFSET + i) for i in range(num_val)]}
+def make_split_scene_ids(num_train: int, num_val: int, room_seed: int = 0) -> dict[str, list[str]]:
+  """{'train': [...], 'validation': [...]}; growing one split never changes the other. Rooms
+  start at seed ``room_seed`` (validation at VAL_SEED_OFFSET + room_seed), so a run on another
+  offset sees rooms that no earlier choice was tuned on."""
+  if not 0 <= room_seed < VAL_SEED_OFFSET - num_train:
+    raise ValueError(f'room_seed must be in [0, {VAL_SEED_OFFSET - num_train}), got {room_seed}')
+  return {'train': [scene_id(room_seed + i) for i in range(num_train)],
+          'validation': [scene_id(VAL_SEED_OFFSET + room_seed + i) for i in range(num_val)]}

@@ -257,8 +257,8 @@ def read_s3dis(root: str, sid: str) -> dict:
 # --------------------------------------------------------------------------------------------
 # Synthetic rooms.
 
-def synthetic_scenes(num_train: int, num_val: int) -> dict[str, list[str]]:
-  return synthetic.make_split_scene_ids(num_train, num_val)
+def synthetic_scenes(num_train: int, num_val: int, room_seed: int = 0) -> dict[str, list[str]]:
+  return synthetic.make_split_scene_ids(num_train, num_val, room_seed)
 
 
 def read_synthetic(sid: str, num_points: int) -> dict:

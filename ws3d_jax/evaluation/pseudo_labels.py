@@ -52,6 +52,26 @@ def summarize(counts: list[dict]) -> dict:
           'region_accuracy': total['all_correct'] / max(total['regions'], 1)}
 
 
+def unlabeled_quality(variables, data, config, profile, model, max_scenes: int = 0) -> dict:
+  """Pseudo-label coverage and accuracy of a model over the unlabeled scenes of a run (the
+  first ``max_scenes`` of them; 0: all), against their hidden ground truth."""
+  from ws3d_jax.data import sources  # noqa: PLC0415
+  from ws3d_jax.train import parts  # noqa: PLC0415
+
+  counts = []
+  count = len(data.unlabeled) if not max_scenes else min(max_scenes, len(data.unlabeled))
+  for i in range(count):
+    entry = data.unlabeled.entries[i]
+    source, index = data.unlabeled.lookup[entry['scene']]
+    scene = data.unlabeled[i]
+    truth = source[index]
+    if entry.get('cut') is not None:
+      truth = sources.subset_scene(truth, sources.splits.apply_cut(truth['xyz'], entry['cut']))
+    logits = parts.scene_logits(variables, scene, config.data.voxel_size, profile, model)
+    counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), config.loss.gamma))
+  return summarize(counts)
+
+
 def main(argv):
   del argv
   from absl import flags
@@ -70,17 +90,7 @@ def main(argv):
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
   batcher = trainer.pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
   profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
-  counts = []
-  for i in range(len(data.unlabeled)):
-    entry = data.unlabeled.entries[i]
-    source, index = data.unlabeled.lookup[entry['scene']]
-    scene = data.unlabeled[i]
-    truth = source[index]
-    if entry.get('cut') is not None:
-      truth = sources.subset_scene(truth, sources.splits.apply_cut(truth['xyz'], entry['cut']))
-    logits = parts.scene_logits(variables, scene, config.data.voxel_size, profile, model)
-    counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), config.loss.gamma))
-  print(json.dumps({'step': step, **summarize(counts)}, indent=2))
+  print(json.dumps({'step': step, **unlabeled_quality(variables, data, config, profile, model)}, indent=2))
 
 
 if __name__ == '__main__':

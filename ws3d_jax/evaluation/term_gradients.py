@@ -16,7 +16,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-TERMS = ('ce', 'sce', 'energy', 'contrast')
+TERMS = ('ce', 'sup_contrast', 'energy', 'contrast')
 
 
 def term_gradients(params, batch_stats, model, objective, batch: dict, rng) -> dict:
@@ -27,7 +27,7 @@ def term_gradients(params, batch_stats, model, objective, batch: dict, rng) -> d
   caps = batch['caps']
   arrays = {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
   views = steps.views_of(arrays)
-  weights = {'ce': objective.w_ce, 'sce': objective.w_sce, 'energy': objective.w_energy,
+  weights = {'ce': objective.w_ce, 'sup_contrast': objective.w_sup_contrast, 'energy': objective.w_energy,
              'contrast': objective.w_contrast}
 
   def terms_of(params, arrays):

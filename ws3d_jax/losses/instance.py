@@ -1,7 +1,7 @@
 """PointGroup's losses, and the instance objective: the WS3D objective on the semantic logits
 plus the offset and ScoreNet terms on labeled scenes (METHOD.md, "Instance segmentation").
 
-    L = WS3D objective (CE, SCE, energy, region contrast)
+    L = WS3D objective (CE, supervised region contrast, energy, region contrast)
       + w_offset * mean_v (L1(view v) + direction(view v))      labeled instance points
       + w_score  * BCE(ScoreNet logit, soft IoU target)         proposals of labeled scenes
 
@@ -50,8 +50,8 @@ class InstanceObjective:
   def num_classes(self) -> int:
     return self.semantic.num_classes
 
-  def __call__(self, outputs, geoms, batch, rng):
-    loss, terms = self.semantic(outputs, geoms, batch, rng)
+  def __call__(self, outputs, geoms, batch, rng, step=None):
+    loss, terms = self.semantic(outputs, geoms, batch, rng, step)
     views = [k for k in ('view0', 'view1') if k in batch][:len(outputs)]
     valid = batch['instance'] > 0
     l1 = direction = 0.0

@@ -1,12 +1,15 @@
 """The joint WS3D objective over a batch of labeled and unlabeled scenes, two views each
 (METHOD.md, "Unlabeled branch" and "Labeled branch"):
 
-    L = w_ce  * mean_v CE(view v)                              labeled points
-      + w_sce * sum_m SCE^m                                    labeled regions, ground-truth labels
-      + w_energy * (E_sum,view1 + E_sum,view2)                 unlabeled regions
-      + w_contrast * sum_m L^m                                 unlabeled regions, pseudo-labels
+    L = w_ce  * mean_v CE(view v)                              labeled points (the paper's "SCE" branch)
+      + w_sup_contrast * sum_m SC^m                            labeled regions, ground-truth labels
+      + ramp(step) * w_energy * (E_sum,view1 + E_sum,view2)    unlabeled regions
+      + ramp(step) * w_contrast * sum_m L^m                    unlabeled regions, pseudo-labels
 
-m runs over the contrasted encoder stages (all five, or the last one only). Every term can be
+m runs over the contrasted encoder stages (all five, or the last one only). SC^m, a region
+contrast with ground-truth labels, is this project's reading of Figure 2's caption, not one of
+the paper's formulas (METHOD.md, "Labeled branch"). ``ramp`` (losses/schedule.py) holds the
+unlabeled terms off during a labeled-only warm-up and then ramps them in. Every term can be
 switched off, which is how the ablations of the paper's Table 5 are run. An ``Objective`` is a
 frozen dataclass, so it is hashable and can be a static argument of the jitted step.
 """
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ws3d_jax.losses import contrast, energy, regions, supervised
+from ws3d_jax.losses.schedule import Ramp
 
 IGNORE_LABEL = 255
 
@@ -26,21 +30,25 @@ IGNORE_LABEL = 255
 class Objective:
   num_classes: int
   w_ce: float = 1.0
-  w_sce: float = 1.0
+  w_sup_contrast: float = 1.0
   w_energy: float = 1.0
   w_contrast: float = 1.0
   energy: energy.EnergyParams = energy.EnergyParams()
   contrast: contrast.ContrastParams = contrast.ContrastParams()
+  ramp: Ramp = Ramp()
   ignore_label: int = IGNORE_LABEL
 
-  def __call__(self, outputs, geoms, batch, rng):
-    """outputs / geoms: one model output dict and Geometry per view. Returns (loss, terms)."""
+  def __call__(self, outputs, geoms, batch, rng, step=None):
+    """outputs / geoms: one model output dict and Geometry per view; ``step``: optimiser steps
+    done so far (None: the unlabeled terms at full weight). Returns (loss, terms)."""
     terms = {}
     terms['ce'] = sum(supervised.cross_entropy(o['logits'], batch['labels'], self.ignore_label)
                       for o in outputs) / len(outputs)
     loss = self.w_ce * terms['ce']
-    if not (self.w_sce or self.w_energy or self.w_contrast):
+    if not (self.w_sup_contrast or self.w_energy or self.w_contrast):
       return loss, terms
+    unlabeled_weight = jnp.float32(1.0) if step is None else self.ramp(step)
+    terms['unlabeled_weight'] = unlabeled_weight
 
     num_regions = batch['region_valid'].shape[0]
     region_id = batch['region_id']
@@ -58,13 +66,13 @@ class Objective:
         energies.append(e)
         terms.update({f'{k}_view{v}': x for k, x in e_terms.items()})
       terms['energy'] = sum(energies)
-      loss += self.w_energy * terms['energy']
+      loss += unlabeled_weight * self.w_energy * terms['energy']
 
-    if self.w_contrast or self.w_sce:
-      loss += self._contrast_terms(outputs, geoms, batch, preds, labeled, unlabeled, rng, terms)
+    if self.w_contrast or self.w_sup_contrast:
+      loss += self._contrast_terms(outputs, geoms, batch, preds, labeled, unlabeled, rng, terms, unlabeled_weight)
     return loss, terms
 
-  def _contrast_terms(self, outputs, geoms, batch, preds, labeled, unlabeled, rng, terms):
+  def _contrast_terms(self, outputs, geoms, batch, preds, labeled, unlabeled, rng, terms, unlabeled_weight):
     num_regions = labeled.shape[0]
     stages = _stages_of(outputs[0])
     (p0, c0), (p1, c1) = preds
@@ -83,14 +91,14 @@ class Objective:
         terms[f'contrast_stage{stage}'] = l_u
         terms['contrast_anchors'] = n_u
         total_unsup += l_u
-      if self.w_sce:
+      if self.w_sup_contrast:
         l_s, n_s = contrast.contrast_loss(f0, f1, truth, truth, truth_ok, truth_ok, batch['region_batch'], r_sup,
                                           self.contrast)
-        terms[f'sce_stage{stage}'] = l_s
-        terms['sce_anchors'] = n_s
+        terms[f'sup_contrast_stage{stage}'] = l_s
+        terms['sup_contrast_anchors'] = n_s
         total_sup += l_s
-    terms['contrast'], terms['sce'] = jnp.asarray(total_unsup), jnp.asarray(total_sup)
-    return self.w_contrast * terms['contrast'] + self.w_sce * terms['sce']
+    terms['contrast'], terms['sup_contrast'] = jnp.asarray(total_unsup), jnp.asarray(total_sup)
+    return unlabeled_weight * self.w_contrast * terms['contrast'] + self.w_sup_contrast * terms['sup_contrast']
 
 
 def _stages_of(output) -> tuple:
@@ -107,8 +115,8 @@ class BoundaryObjective:
   alpha: float = 2.0
   ignore_label: int = IGNORE_LABEL
 
-  def __call__(self, outputs, geoms, batch, rng):
-    del geoms, rng
+  def __call__(self, outputs, geoms, batch, rng, step=None):
+    del geoms, rng, step
     valid = batch['labels'] != self.ignore_label
     targets = batch['labels'] == 1
     loss = sum(supervised.focal_loss(o['logits'][:, 0], targets, valid, self.alpha) for o in outputs) / len(outputs)

@@ -97,7 +97,8 @@ class BucketProfile:
     pair_ratio = tuple(max(headroom * p / n0, 0.5 * r) for p, r in zip(counts.pairs, voxel_ratio))
     return cls(voxel_ratio=voxel_ratio, pair_ratio=pair_ratio,
                point_ratio=headroom * counts.points / n0, region_ratio=headroom * counts.regions / n0,
-               region_pair_ratio=headroom * counts.region_pairs / n0, **kw)
+               # The same floor for region pairs: a fitting batch of few, isolated regions has none.
+               region_pair_ratio=headroom * max(counts.region_pairs, 0.5 * counts.regions) / n0, **kw)
 
   def plan(self, counts: StructureCounts) -> Capacities:
     if len(counts.voxels) != len(self.voxel_ratio):

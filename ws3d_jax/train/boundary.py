@@ -68,13 +68,16 @@ def boundary_points(config, data, workdir: Path, writer) -> dict:
     logging.info('boundary cache in %s is for another split or setting; recomputing', cache)
 
   variables, model, profile = train_boundary_net(config, data, writer)
+  predict = lambda scene: scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
+  threshold = decision_threshold(config.boundary.threshold, predict, data.labeled)
   points = {}
   for i in range(len(data.unlabeled)):
-    scene = data.unlabeled[i]
-    points[data.unlabeled.key(i)] = predict_boundary(variables, scene, config, profile, model)
-  quality = boundary_quality(variables, data, config, profile, model)
+    points[data.unlabeled.key(i)] = predict(data.unlabeled[i]) > threshold
+  quality = boundary_quality(predict, threshold, data, config)
   writer.write_scalars(config.boundary.steps, {f'boundary/{k}': v for k, v in quality.items()})
-  logging.info('boundary network on the evaluation scenes: %s',
+  logging.info('boundary network on %d evaluation scenes (never trained on): %s. Its points set w_ij of the '
+               'unlabeled scenes; an F1 far below 0.5 means the energy mostly pulls neighbours together.',
+               min(len(data.eval_scenes), config.boundary.quality_scenes),
                ', '.join(f'{k} {v:.3f}' for k, v in quality.items()))
 
   # The manifest is written last: a run killed half way leaves no manifest, so no cache is trusted.
@@ -133,25 +136,47 @@ def train_boundary_net(config, data, writer):
   return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
 
 
-def predict_boundary(variables, scene: dict, config, profile, model) -> np.ndarray:
-  """Bool per point: boundary probability above config.boundary.threshold."""
-  logits = scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
-  # sigmoid(z) > t  <=>  z > logit(t): no exp over every point.
-  return logits > np.log(config.boundary.threshold / (1 - config.boundary.threshold))
+def decision_threshold(probability: float, predict, labeled) -> float:
+  """The logit above which a point is a boundary point. A focal-loss output is not calibrated
+  (it pushes easy points far from 0.5), so by default (probability 0) the threshold is the one
+  that maximises F1 on the labeled scenes; a probability in (0, 1) fixes it instead."""
+  if probability:
+    # sigmoid(z) > t  <=>  z > logit(t): no exp over every point.
+    return float(np.log(probability / (1 - probability)))
+  logits, truth = [], []
+  for i in range(len(labeled)):
+    scene = labeled[i]
+    known = scene['semantic'] != IGNORE_LABEL
+    logits.append(predict(scene)[known])
+    truth.append(np.asarray(scene['boundary'], bool)[known])
+  return f1_threshold(np.concatenate(logits), np.concatenate(truth))
 
 
-def boundary_quality(variables, data, config, profile, model) -> dict:
+def f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
+  """The threshold t maximising F1 of (scores > t) against truth: halfway between the scores at
+  the best cut of the descending order."""
+  order = np.argsort(-scores, kind='stable')
+  s, hits = scores[order], truth[order].astype(np.int64)
+  tp = np.cumsum(hits)  # true positives when the first k+1 points are called boundary
+  f1 = 2 * tp / (np.arange(1, len(s) + 1) + max(int(hits.sum()), 1))
+  distinct = np.append(s[1:] < s[:-1], True)  # a cut can only fall between distinct scores
+  k = int(np.argmax(np.where(distinct, f1, -1.0)))
+  return float((s[k] + s[k + 1]) / 2) if k + 1 < len(s) else float(s[k] - 1.0)
+
+
+def boundary_quality(predict, threshold: float, data, config) -> dict:
   """Precision / recall / F1 of predicted boundary points against the ground truth of a few
   evaluation scenes (never used for training; a check that the network learned something)."""
   tp = fp = fn = total = 0
   for i in range(min(len(data.eval_scenes), config.boundary.quality_scenes)):
     scene = data.eval_scenes[i]
     known = scene['semantic'] != IGNORE_LABEL
-    pred = predict_boundary(variables, scene, config, profile, model)[known]
+    pred = (predict(scene) > threshold)[known]
     truth = np.asarray(scene['boundary'], bool)[known]
     total += len(truth)
     tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth).sum())
   precision = tp / max(tp + fp, 1)
   recall = tp / max(tp + fn, 1)
   return {'precision': precision, 'recall': recall, 'f1': 2 * precision * recall / max(precision + recall, 1e-12),
-          'predicted_fraction': (tp + fp) / max(total, 1), 'true_fraction': (tp + fn) / max(total, 1)}
+          'predicted_fraction': (tp + fp) / max(total, 1), 'true_fraction': (tp + fn) / max(total, 1),
+          'threshold_logit': threshold}

@@ -49,6 +49,15 @@ def validate_config(config) -> None:
   if not 0 < l.gamma < 1 or l.tau <= 0 or l.eps <= 0:
     raise ValueError(f'loss.gamma must be in (0, 1), loss.tau and loss.eps positive; got gamma={l.gamma}, '
                      f'tau={l.tau}, eps={l.eps}')
+  if not 0 <= config.boundary.threshold < 1:
+    raise ValueError(f'boundary.threshold is a probability in (0, 1), or 0 for the F1-maximising threshold on the '
+                     f'labeled scenes; got {config.boundary.threshold}')
+  if not (0 <= l.warmup <= 1 and 0 <= l.rampup <= 1 and l.warmup + l.rampup <= 1):
+    raise ValueError(f'loss.warmup and loss.rampup are fractions of the steps (each in [0, 1], together at most 1); '
+                     f'got warmup={l.warmup}, rampup={l.rampup}')
+  if t.init_from and not (Path(t.init_from) / 'checkpoints').is_dir():
+    raise FileNotFoundError(f'train.init_from={t.init_from} has no checkpoints/ folder; point it at the workdir of a '
+                            'finished run (typically the sup_only run of the same split)')
   if config.get('task', 'semantic') == 'instance':
     validate_instance(config)
 

@@ -45,9 +45,9 @@ def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> PointGro
                        score_hidden=config.instance.score_hidden)
 
 
-def make_objective(config, num_classes: int) -> InstanceObjective:
+def make_objective(config, num_classes: int, total_steps: int = 0) -> InstanceObjective:
   i = config.instance
-  return InstanceObjective(semantic=parts.make_objective(config, num_classes), w_offset=i.w_offset,
+  return InstanceObjective(semantic=parts.make_objective(config, num_classes, total_steps), w_offset=i.w_offset,
                            w_score=i.w_score)
 
 

@@ -14,6 +14,7 @@ from ws3d_jax.data import pipeline
 from ws3d_jax.losses.contrast import ContrastParams
 from ws3d_jax.losses.energy import EnergyParams
 from ws3d_jax.losses.objective import Objective
+from ws3d_jax.losses.schedule import Ramp
 from ws3d_jax.models import minkunet
 from ws3d_jax.models.ws3d import WS3DNet
 from ws3d_jax.train.steps import AXIS, predict_step
@@ -41,12 +42,15 @@ def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> WS3DNet:
                  bn_axis=bn_axis, embed_dim=m.embed_dim, contrast_stages=stages)
 
 
-def make_objective(config, num_classes: int) -> Objective:
+def make_objective(config, num_classes: int, total_steps: int = 0) -> Objective:
+  """The joint objective; ``total_steps`` turns loss.warmup / loss.rampup (fractions) into steps."""
   l = config.loss
+  total_steps = total_steps or config.train.steps
   return Objective(
       num_classes=num_classes,
-      w_ce=l.w_ce, w_sce=l.w_sce if l.supervised_contrast else 0.0,
+      w_ce=l.w_ce if l.supervised_ce else 0.0, w_sup_contrast=l.w_sup_contrast if l.supervised_contrast else 0.0,
       w_energy=l.w_energy, w_contrast=l.w_contrast if l.region_contrast else 0.0,
+      ramp=Ramp(warmup_steps=round(l.warmup * total_steps), rampup_steps=round(l.rampup * total_steps)),
       energy=EnergyParams(eps=l.eps, gamma=l.gamma, use_boundary=l.boundary_labels, use_pairwise=l.pairwise_energy,
                           use_confidence_mask=l.energy_confidence_mask, normalize=l.normalize_energy),
       contrast=ContrastParams(tau=l.tau, gamma=l.gamma, use_confidence_mask=l.contrast_confidence_mask,

@@ -70,7 +70,7 @@ def train_step(state: TrainState, batch: dict, rng, caps, model, objective):
                                  train=True, mutable=['batch_stats'], **instance_inputs(batch, v))
       stats = updates['batch_stats']
       outputs.append(out)
-    loss, terms = objective(outputs, geoms, batch, rng)
+    loss, terms = objective(outputs, geoms, batch, rng, state.step)
     return loss, (terms, stats)
 
   (loss, (terms, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

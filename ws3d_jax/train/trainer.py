@@ -41,12 +41,18 @@ NUM_LEVELS = minkunet.NUM_LEVELS
 # --- batches -------------------------------------------------------------------------------------
 
 def sample_elements(data: sources.Experiment, config, num_views: int = 2) -> list:
+  """One batch of the run's shape (labeled + unlabeled scenes), from the first training scenes
+  by id: the same scenes whatever the split, so runs of one data set at any ratio or seed fit
+  the same bucket profile and share their compiled steps."""
   rng = np.random.default_rng(config.seed)
   aug = AugmentParams.from_config(config.data.augment)
   t = config.train
-  picks = [data.labeled[i % len(data.labeled)] for i in range(t.labeled_batch)]
-  if t.unlabeled_batch:
-    picks += [data.unlabeled[i % len(data.unlabeled)] for i in range(t.unlabeled_batch)]
+  branches = [data.labeled] * t.labeled_batch + [data.unlabeled] * t.unlabeled_batch
+  names = sorted({e['scene'] for e in data.split['labeled'] + data.split['unlabeled']})
+  picks = []
+  for i, branch in enumerate(branches):
+    source, index = branch.lookup[names[i % len(names)]]
+    picks.append(dict(source[index], labeled=branch.labeled))
   return [pipeline.make_element(s, rng, aug, num_views) for s in picks]
 
 
@@ -178,7 +184,9 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     start = latest.latest_step()
     state = latest.restore(start, args=ocp.args.StandardRestore(state))
     logging.info('resumed from the checkpoint of step %d in %s', start, latest.directory)
-  objective = task.make_objective(config, num_classes)
+  elif t.init_from:
+    state, start = init_from(t.init_from, t.init_step, state)
+  objective = task.make_objective(config, num_classes, total_steps)
   stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch,
                                 config.seed + 1000 * jax.process_index(), batcher,
                                 AugmentParams.from_config(config.data.augment), start_step=start,
@@ -190,6 +198,25 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     best.save(total_steps, args=ocp.args.StandardSave(state), metrics={task.metric: summary[task.metric]})
     best.wait_until_finished()
   return summary
+
+
+def init_from(workdir: str, step: int, state):
+  """The state of another run's checkpoint (typically the sup_only run of the same split): the
+  run continues from that step as if its own first steps had been that run's (same parameters,
+  BatchNorm statistics, optimiser state and learning-rate schedule position)."""
+  directory = (Path(workdir) / 'checkpoints').absolute()
+  manager = ocp.CheckpointManager(directory)
+  step = step or manager.latest_step()
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
+                            f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
+  try:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+  except (ValueError, KeyError) as e:
+    raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this model '
+                     f'(another backbone, width or number of classes?): {str(e).splitlines()[0]}') from None
+  logging.info('initialised from step %d of %s', step, directory)
+  return restored, step
 
 
 def needs_boundary(config, data) -> bool:
@@ -226,7 +253,7 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
       scalars.update(lr=float(schedule(step - 1)), points_per_second=points / elapsed, steps_per_second=t_steps / elapsed)
       writer.write_scalars(step, scalars)
       logging.info('step %d/%d  loss %.4f  %s  %.2f steps/s', step, total_steps, scalars['loss'],
-                   '  '.join(f'{k} {scalars[k]:.4f}' for k in ('ce', 'sce', 'energy', 'contrast') if k in scalars),
+                   '  '.join(f'{k} {scalars[k]:.4f}' for k in ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight') if k in scalars),
                    scalars['steps_per_second'])
       t0, points, t_steps = time.time(), 0, 0
     evaluate_now = t.eval_every and (step % t.eval_every == 0) and not is_last
@@ -241,8 +268,18 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
         task.write_eval(writer, step, summary, conf, data.class_names)
         best.save(step, args=ocp.args.StandardSave(host_state), metrics={task.metric: summary[task.metric]})
         logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
+        append_history(latest.directory.parent, step, task.metric, summary[task.metric])
   latest.wait_until_finished()
   return jax.device_get(jax_utils.unreplicate(state))
+
+
+def append_history(workdir: Path, step: int, metric: str, value: float) -> None:
+  """One line per evaluation during training in <workdir>/eval/history.jsonl (the learning curve
+  in a form a script reads without TensorBoard); the final evaluation is eval/metrics.json."""
+  path = Path(workdir) / 'eval' / 'history.jsonl'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('a') as f:
+    f.write(json.dumps({'step': int(step), metric: float(value)}) + '\n')
 
 
 def _stop_if_nonfinite(count: int, step: int, last_good: int, directory) -> None:

@@ -1,0 +1,61 @@
+"""The label-efficiency benchmark end to end on a handful of tiny rooms: both arms, the WS3D
+arm continuing the sup_only run at its warm-up step, the report, its table and plot, resume."""
+import json
+
+import numpy as np
+
+from ws3d_jax.bench import label_efficiency as le
+
+TINY = le.Scale(num_train=8, num_val=2, points=2000, voxel_size=0.1, width=0.25, steps=4, eval_every=2,
+                boundary_steps=2, labeled_batch=1, unlabeled_batch=1, voxels_per_scene=1024)
+
+
+def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkeypatch):
+  real_config = le.run_config
+
+  def tiny_data_dir(*args, **kwargs):
+    c = real_config(*args, **kwargs)
+    c.data.data_dir = str(tmp_path / 'tfds')
+    c.loss.gamma = 0.05  # untrained tiny models are never confident at 0.8: keep the unlabeled terms active
+    return c
+
+  monkeypatch.setattr(le, 'run_config', tiny_data_dir)
+  out = tmp_path / 'bench'
+  report = le.benchmark(out, ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False, instances=False,
+                        command='test')
+  runs = report['runs']
+  assert set(runs) == {'semantic/r25_s0/sup_only', 'semantic/r25_s0/ws3d'}
+  sup, ws3d = runs['semantic/r25_s0/sup_only'], runs['semantic/r25_s0/ws3d']
+  assert 0 <= sup['metric'] <= 1 and 0 <= ws3d['metric'] <= 1
+  # The WS3D arm started from the sup_only checkpoint of the warm-up step (step 1 of 4): it has no
+  # checkpoint before that step, and its curve holds the evaluations after it.
+  ws3d_steps = sorted(int(p.name) for p in (out / 'semantic/r25_s0/ws3d/checkpoints').iterdir() if p.name.isdigit())
+  assert min(ws3d_steps) > 1 and [s for s, _ in ws3d['curve']] == [2]
+  assert 0 <= ws3d['boundary']['f1'] <= 1 and 'coverage' in ws3d['pseudo_labels']
+  row = report['summary']['semantic']['25pct']
+  assert row['sup_only']['values'] == [sup['metric']] and np.isclose(row['ws3d']['mean'], 100 * ws3d['metric'])
+  assert np.isclose(row['gain'], row['ws3d']['mean'] - row['sup_only']['mean'])
+  assert json.loads((out / 'report.json').read_text())['summary'] == report['summary']
+  assert '| 25pct |' in (out / 'report.md').read_text() and (out / 'curves.png').stat().st_size > 1000
+  # The rooms are the ones of the seed offset.
+  scenes = json.loads((out / 'semantic/r25_s0/sup_only/scenes.json').read_text())['ids']
+  assert min(scenes['train']) == 'room_000003' and min(scenes['eval']) == 'room_100003'
+
+  # A second call finds every run done and trains nothing.
+  stamp = (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns
+  again = le.benchmark(out, ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False, instances=False,
+                       command='test')
+  assert again['runs'] == runs
+  assert (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns == stamp
+
+
+def test_summary_mean_std_and_the_win_rule():
+  runs = {f'k{i}': {'group': 'g', 'ratio': 5, 'seed': i % 3, 'arm': arm, 'metric': v}
+          for i, (arm, v) in enumerate([('sup_only', 0.50), ('sup_only', 0.52), ('sup_only', 0.54),
+                                        ('ws3d', 0.60), ('ws3d', 0.61), ('ws3d', 0.62)])}
+  row = le.summarize(runs)['g']['5pct']
+  assert np.isclose(row['sup_only']['mean'], 52.0) and np.isclose(row['sup_only']['std'], 2.0)
+  assert np.isclose(row['ws3d']['std'], 1.0) and np.isclose(row['gain'], 9.0) and row['wins']
+  runs['k5']['metric'] = 0.75  # a wide spread: the gain no longer beats twice the larger std
+  row = le.summarize(runs)['g']['5pct']
+  assert not row['wins']

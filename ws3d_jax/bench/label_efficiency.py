@@ -1,0 +1,334 @@
+"""The label-efficiency benchmark: does WS3D beat supervised training at equal budget?
+
+    python -m ws3d_jax.bench.label_efficiency --quick            # one ratio, 2 seeds (~20 min, 2 cores)
+    python -m ws3d_jax.bench.label_efficiency                    # 5% and 10% (+100% to calibrate), 3 seeds
+    python -m ws3d_jax.bench.label_efficiency --room_seed=5000   # the same on rooms nobody tuned on
+    python -m ws3d_jax.bench.label_efficiency --table5           # the paper's Table 5 at 5%, one seed
+    python -m ws3d_jax.bench.label_efficiency --instances        # paper Table 4: PointGroup, sup_only vs WS3D
+
+On generated rooms (``configs/synthetic.py``, shrunk so that a run takes a minute or two on a
+laptop CPU): hundreds of training rooms, so that the labeled share is the bottleneck, and a
+fixed set of validation rooms. For every ratio and seed it trains
+
+  sup_only   the labeled scenes with cross-entropy alone, for ``steps`` steps;
+  ws3d       the same split, seed and labeled batches: it continues the sup_only run's state at
+             its warm-up step (``loss.warmup`` of the steps, the labeled-only phase every WS3D
+             run has) and trains the WS3D objective from there to the same ``steps``.
+
+Starting WS3D from the sup_only checkpoint is how the field's codebases run it (GuidedContrast's
+``pretrain_path``), and it spends no CPU on training the warm-up twice. The seed sets both the
+split (which rooms are labeled) and the run (initialisation, batches).
+
+Everything lands in ``--out`` as it comes, so an interrupted benchmark resumes where it stopped:
+one workdir per run, ``report.json`` (per ratio and arm the per-seed val mIoU, mean and std, and
+per run its learning curve, pseudo-label quality and boundary-network F1), ``report.md`` and
+``curves.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from configs import common, synthetic, synthetic_ins
+
+ARMS = ('sup_only', 'ws3d')
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+  """What one run of the benchmark trains on (see docs/results.md for why these sizes)."""
+  num_train: int = 200
+  num_val: int = 24
+  points: int = 8000
+  voxel_size: float = 0.08
+  width: float = 0.25
+  steps: int = 300
+  eval_every: int = 50
+  boundary_steps: int = 150
+  labeled_batch: int = 1
+  unlabeled_batch: int = 1
+  # One capacity bucket per arm: level-0 voxels per scene of the rung every batch fits in. The
+  # 1.25 ladder would visit 5-6 rungs here (room types differ in size), each a minute of compile.
+  voxels_per_scene: int = 8192
+
+
+FULL = Scale(steps=200)
+QUICK = dataclasses.replace(FULL, steps=150, boundary_steps=100)
+
+
+def run_config(ratio: int, arm: str, seed: int, scale: Scale, room_seed: int, tokens: str = '',
+               instances: bool = False):
+  """The config of one benchmark run: configs/synthetic.py (or synthetic_ins.py) at the
+  benchmark's scale. ``tokens``: extra config tokens (a Table 5 case)."""
+  names = [f'{ratio}pct'] + (['sup_only'] if arm == 'sup_only' else []) + [t for t in tokens.split(',') if t]
+  module = synthetic_ins if instances else synthetic
+  c = module.get_config(','.join(names))
+  c.seed = c.data.split_seed = seed
+  d = c.data
+  d.num_train, d.num_val, d.points_per_scene, d.voxel_size = scale.num_train, scale.num_val, scale.points, scale.voxel_size
+  d.room_seed = room_seed
+  c.model.width_scale = c.boundary.width_scale = scale.width
+  c.boundary.steps = scale.boundary_steps
+  c.boundary.quality_scenes = scale.num_val
+  t = c.train
+  t.steps, t.eval_every, t.log_every = scale.steps, scale.eval_every, scale.eval_every
+  t.labeled_batch = scale.labeled_batch
+  t.unlabeled_batch = 0 if arm == 'sup_only' else scale.unlabeled_batch
+  t.batch_size = scale.labeled_batch + scale.unlabeled_batch
+  # The sup_only run keeps a checkpoint at the step where the WS3D runs of its split start.
+  warmup = round(module.get_config(f'{ratio}pct').loss.warmup * scale.steps)
+  t.checkpoint_every = warmup if arm == 'sup_only' and warmup else scale.eval_every
+  t.keep_checkpoints = scale.steps  # every one: the warm-up step must survive the evaluations' saves
+  c.buckets.min_voxels = scale.voxels_per_scene * (t.labeled_batch + t.unlabeled_batch)
+  c.buckets.headroom = 1.5
+  c.eval.export = ('ply',)
+  c.eval.ply_scenes = 2
+  return c
+
+
+def warmup_step(ws3d_config) -> int:
+  return round(ws3d_config.loss.warmup * ws3d_config.train.steps)
+
+
+def train_run(config, workdir: Path, init_from: Path | None = None) -> dict:
+  """One run (skipped when its metrics exist): val metric, learning curve, wall time."""
+  from ws3d_jax.train import trainer  # noqa: PLC0415  (pulls in jax; --help stays fast)
+
+  metrics_file = workdir / 'eval' / 'metrics.json'
+  if not metrics_file.is_file():
+    if init_from is not None:
+      config.train.init_from, config.train.init_step = str(init_from), warmup_step(config)
+    t0 = time.time()
+    trainer.train_and_evaluate(config, str(workdir))
+    (workdir / 'wall_seconds.txt').write_text(f'{time.time() - t0:.1f}\n')
+  return json.loads(metrics_file.read_text())
+
+
+def run_diagnostics(config, workdir: Path, max_scenes: int = 24) -> dict:
+  """Pseudo-label quality of the final model on (the first) unlabeled scenes, and the boundary
+  network's quality on the validation rooms (WS3D runs)."""
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+
+  from ws3d_jax.data import sources  # noqa: PLC0415
+  from ws3d_jax.evaluation import pseudo_labels  # noqa: PLC0415
+  from ws3d_jax.train import parts, trainer  # noqa: PLC0415
+
+  out = {}
+  data = sources.load_experiment(config, workdir)
+  model = parts.make_model(config, len(data.class_names), bn_axis=None)
+  manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
+  state = manager.restore(manager.latest_step())
+  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+  batcher = trainer.pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
+  profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
+  if len(data.unlabeled):
+    out['pseudo_labels'] = pseudo_labels.unlabeled_quality(variables, data, config, profile, model, max_scenes)
+  manifest = Path(config.boundary.cache_dir or workdir / 'boundary') / 'manifest.json'
+  if manifest.is_file() and config.boundary.enabled and config.loss.boundary_labels:
+    out['boundary'] = json.loads(manifest.read_text())['quality']
+  return out
+
+
+def curve_of(workdir: Path, metric: str) -> list:
+  path = workdir / 'eval' / 'history.jsonl'
+  points = {}
+  if path.is_file():
+    for line in path.read_text().splitlines():
+      row = json.loads(line)
+      points[row['step']] = row[metric]
+  return [[step, points[step]] for step in sorted(points)]
+
+
+class Report:
+  """report.json, rewritten after every run, so partial results are never lost."""
+
+  def __init__(self, out: Path, settings: dict):
+    self.path = out / 'report.json'
+    self.data = json.loads(self.path.read_text()) if self.path.is_file() else {'runs': {}}
+    self.data['settings'] = settings
+
+  def has(self, key: str) -> bool:
+    return key in self.data['runs']
+
+  def add(self, key: str, record: dict) -> None:
+    self.data['runs'][key] = record
+    self.data['summary'] = summarize(self.data['runs'])
+    tmp = self.path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(self.data, indent=2))
+    tmp.replace(self.path)
+
+
+def summarize(runs: dict) -> dict:
+  """{group: {ratio: {arm: {seeds, values, mean, std}, gain}}}: std is the sample standard
+  deviation over seeds (ddof=1)."""
+  out = {}
+  for r in runs.values():
+    arm = out.setdefault(r['group'], {}).setdefault(f"{r['ratio']}pct", {}).setdefault(r['arm'], {'seeds': [], 'values': []})
+    arm['seeds'].append(r['seed'])
+    arm['values'].append(r['metric'])
+  for group in out.values():
+    for ratio in group.values():
+      for arm in ratio.values():
+        if isinstance(arm, dict) and 'values' in arm:
+          v = np.asarray(arm['values']) * 100
+          arm['mean'] = float(v.mean())
+          arm['std'] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+      if all(a in ratio for a in ARMS):
+        ratio['gain'] = ratio['ws3d']['mean'] - ratio['sup_only']['mean']
+        ratio['wins'] = bool(ratio['gain'] >= 2 and ratio['gain'] > 2 * max(ratio['ws3d']['std'], ratio['sup_only']['std']))
+  return out
+
+
+def markdown(report: dict) -> str:
+  s = report['settings']
+  lines = [f"# Label-efficiency benchmark (room seed {s['room_seed']})", '',
+           f"{s['scale']['num_train']} training rooms, {s['scale']['num_val']} validation rooms, "
+           f"{s['scale']['steps']} steps; val {s['metric']} in %, mean ± std over seeds.", '',
+           f"Command: `{s['command']}`", '']
+  for group, ratios in sorted(report.get('summary', {}).items()):
+    lines += [f'## {group}', '', '| labels | sup_only | ws3d | gain | WS3D wins (>= 2 and > 2 std) |',
+              '|---|---|---|---|---|']
+    for ratio in sorted(ratios, key=lambda r: int(r[:-3])):
+      row = ratios[ratio]
+      cell = lambda a: (f"{row[a]['mean']:.1f} ± {row[a]['std']:.1f} (n={len(row[a]['values'])})" if a in row else '')
+      gain = f"{row['gain']:+.1f}" if 'gain' in row else ''
+      wins = ('yes' if row['wins'] else 'no') if 'wins' in row else ''
+      lines.append(f'| {ratio} | {cell("sup_only")} | {cell("ws3d")} | {gain} | {wins} |')
+    lines.append('')
+  lines += ['## Runs', '', '| run | val | pseudo-label coverage | pseudo-label accuracy | boundary F1 | wall s |',
+            '|---|---|---|---|---|---|']
+  for key, r in sorted(report['runs'].items()):
+    p, b = r.get('pseudo_labels', {}), r.get('boundary', {})
+    lines.append(f"| {key} | {100 * r['metric']:.1f} | {p.get('coverage', float('nan')):.2f} | "
+                 f"{p.get('confident_accuracy', float('nan')):.2f} | {b.get('f1', float('nan')):.2f} | "
+                 f"{r.get('wall_seconds', float('nan')):.0f} |")
+  return '\n'.join(lines) + '\n'
+
+
+def plot(report: dict, path: Path) -> None:
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  groups = sorted({(r['group'], r['ratio']) for r in report['runs'].values()})
+  fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(5 * max(len(groups), 1), 4), squeeze=False)
+  colours = {'sup_only': 'tab:blue', 'ws3d': 'tab:red'}
+  for ax, (group, ratio) in zip(axes[0], groups):
+    for key, r in sorted(report['runs'].items()):
+      if (r['group'], r['ratio']) != (group, ratio) or not r['curve']:
+        continue
+      steps, values = zip(*r['curve'])
+      ax.plot(steps, 100 * np.asarray(values), color=colours.get(r['arm'], 'tab:gray'), alpha=0.7,
+              label=f"{r['arm']} seed {r['seed']}")
+    ax.set_title(f'{group}, {ratio}% labels')
+    ax.set_xlabel('step')
+    ax.set_ylabel(f"val {report['settings']['metric']} (%)")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bool, instances: bool,
+              command: str, arms=ARMS) -> dict:
+  out.mkdir(parents=True, exist_ok=True)
+  metric = 'ap50' if instances else 'miou'
+  report = Report(out, {'room_seed': room_seed, 'scale': dataclasses.asdict(scale), 'metric': metric,
+                        'command': command})
+  plan = []  # (group, ratio, seed, arm, tokens)
+  if table5:
+    for case, tokens in common.TABLE5_CASES.items():
+      arm = 'sup_only' if tokens == 'sup_only' else 'ws3d'
+      plan.append(('table5', ratios[0], seeds[0], arm, '' if arm == 'sup_only' else tokens, case))
+  else:
+    group = 'instances' if instances else 'semantic'
+    for seed in seeds:  # seed-major: the first seed of every ratio (the calibration) comes first
+      for ratio in ratios:
+        for arm in (arms if ratio < 100 else ('sup_only',)):
+          plan.append((group, ratio, seed, arm, '', None))
+  for group, ratio, seed, arm, tokens, case in plan:
+    base = out / ('instances' if instances else 'semantic') / f'r{ratio}_s{seed}'
+    workdir = base / (arm if not tokens else f'ws3d_{tokens}')
+    key = f'{group}/r{ratio}_s{seed}/{workdir.name}' + (f'/case{case}' if case else '')
+    if report.has(key):
+      continue
+    init_from = None
+    if arm == 'ws3d' and warmup_step(run_config(ratio, arm, seed, scale, room_seed, tokens, instances)):
+      init_from = base / 'sup_only'
+      train_run(run_config(ratio, 'sup_only', seed, scale, room_seed, instances=instances), init_from)
+    config = run_config(ratio, arm, seed, scale, room_seed, tokens, instances)
+    # One boundary network per split and seed: the Table 5 cases read the full method's cache.
+    config.boundary.cache_dir = str(base / 'ws3d' / 'boundary')
+    logging.info('benchmark: %s', key)
+    summary = train_run(config, workdir, init_from)
+    record = {'group': group, 'ratio': ratio, 'seed': seed, 'arm': arm, 'tokens': tokens, 'case': case,
+              'metric': summary[metric], 'iou': summary.get('iou'), 'curve': curve_of(workdir, metric),
+              'wall_seconds': float((workdir / 'wall_seconds.txt').read_text()) if (workdir / 'wall_seconds.txt').is_file() else None}
+    record.update(run_diagnostics(config, workdir))
+    report.add(key, record)
+    (out / 'report.md').write_text(markdown(report.data))
+    plot(report.data, out / 'curves.png')
+  return report.data
+
+
+def configure_xla() -> None:
+  """Before jax starts: LLVM -O1 on CPU (compiles ~2x faster, runs as fast; see launch.py) and
+  single-threaded Eigen, which ran the benchmark's small convolutions 1.4x faster on 2 cores
+  than Eigen's thread pool (docs/benchmarks.md)."""
+  import os  # noqa: PLC0415
+  flags_now = os.environ.get('XLA_FLAGS', '')
+  extra = []
+  if '--xla_backend_optimization_level' not in flags_now:
+    extra.append('--xla_backend_optimization_level=1')
+  if '--xla_cpu_multi_thread_eigen' not in flags_now:
+    extra += ['--xla_cpu_multi_thread_eigen=false', 'intra_op_parallelism_threads=1']
+  os.environ['XLA_FLAGS'] = ' '.join([flags_now] + extra).strip()
+
+
+def main(argv):
+  del argv
+  import os  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+  from absl import flags  # noqa: PLC0415
+
+  f = flags.FLAGS
+  configure_xla()
+  jax.config.update('jax_compilation_cache_dir', os.environ.get(
+      'WS3D_COMPILATION_CACHE', os.path.expanduser('~/.cache/ws3d_jax/xla')))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)
+  from absl import logging as absl_logging  # noqa: PLC0415
+  # orbax narrates every checkpoint at INFO (as in launch.py): keep the log for the runs.
+  absl_logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= logging.WARNING or '/orbax/' not in record.pathname)
+  scale = QUICK if f.quick else FULL
+  if f.steps:
+    scale = dataclasses.replace(scale, steps=f.steps)
+  ratios = [int(r) for r in f.ratios] if f.ratios else ([5] if f.quick or f.table5 else [5, 10, 100])
+  if f.instances and not f.ratios:
+    ratios = [10]
+  seeds = list(range(f.seeds if f.seeds else (2 if f.quick or f.instances else 3)))
+  report = benchmark(Path(f.out), ratios, seeds, scale, f.room_seed, f.table5, f.instances,
+                     'python -m ws3d_jax.bench.label_efficiency ' + ' '.join(sys.argv[1:]), arms=tuple(f.arms))
+  print(markdown(report))
+
+
+if __name__ == '__main__':
+  from absl import app, flags
+
+  flags.DEFINE_string('out', 'runs/label_efficiency', 'Output folder (resumes what is there).')
+  flags.DEFINE_bool('quick', False, 'One ratio (5%), 2 seeds, fewer steps.')
+  flags.DEFINE_list('ratios', [], 'Label ratios in percent (default 5,10,100; --quick: 5).')
+  flags.DEFINE_integer('seeds', 0, 'Seeds per ratio and arm (default 3; --quick: 2).')
+  flags.DEFINE_integer('steps', 0, 'Override the steps of every run.')
+  flags.DEFINE_list('arms', list(ARMS), 'Arms to run (sup_only alone calibrates the benchmark).')
+  flags.DEFINE_integer('room_seed', 0, 'Seed offset of the generated rooms (rooms nobody tuned on).')
+  flags.DEFINE_bool('table5', False, "The paper's Table 5 cases at the first ratio, first seed.")
+  flags.DEFINE_bool('instances', False, 'Instance segmentation (PointGroup), AP@50: sup_only vs WS3D.')
+  app.run(main)
