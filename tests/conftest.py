@@ -24,3 +24,12 @@ import jax  # noqa: E402
 
 # The float32 references of the tests must not silently run as TF32/bf16 on a GPU.
 jax.config.update('jax_default_matmul_precision', 'highest')
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+  """The suite compiles hundreds of programs in one process; XLA:CPU maps each kernel on its
+  own, and past vm.max_map_count the process aborts inside LLVM (ws3d_jax/train/memory_maps.py)."""
+  from ws3d_jax.train import memory_maps
+  memory_maps.release_compiled_if_crowded()
+  yield

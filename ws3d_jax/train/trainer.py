@@ -31,7 +31,7 @@ from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.evaluation import export, semantic
 from ws3d_jax.models import minkunet
-from ws3d_jax.train import boundary, checks, steps
+from ws3d_jax.train import boundary, checks, memory_maps, steps
 from ws3d_jax.train.parts import (device_arrays, epoch_steps, fit_profile, make_model, make_objective,
                                   make_optimizer, scene_logits)
 
@@ -145,6 +145,7 @@ def restore_for_eval(latest, best, which: str, state):
 
 def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   checks.validate_config(config)
+  memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
   if mode not in ('train', 'eval'):
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
