@@ -79,7 +79,7 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
   with pytest.raises(ValueError, match=r'unlabeled_batch=1 but no loss trains on unlabeled scenes'):
     checks.validate_config(config)
   for field, value, message in (('boundary.threshold', 1.5, 'boundary.threshold is a probability'),
-                                ('loss.warmup', 0.8, 'fractions of the steps'),
+                                ('loss.warmup', 0.95, 'fractions of the steps'),
                                 ('train.init_from', str(tmp_path / 'no_run'), 'no_run has no checkpoints/')):
     config = synthetic.get_config('5pct')
     section, name = field.split('.')

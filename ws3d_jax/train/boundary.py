@@ -48,8 +48,10 @@ class BoundaryTargets:
 
 
 def fingerprint(config, data) -> str:
+  # Where the cache lives and how many scenes its quality is reported on do not change the points.
+  network = {k: v for k, v in config.boundary.to_dict().items() if k not in ('cache_dir', 'quality_scenes')}
   settings = {'split': data.fingerprint, 'data': config.data.name, 'voxel_size': config.data.voxel_size,
-              'boundary': config.boundary.to_dict(), 'seed': config.seed}
+              'boundary': network, 'seed': config.seed}
   return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
