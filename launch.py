@@ -6,18 +6,16 @@ that does not exist is an error naming it. --mode=eval evaluates a checkpoint of
 Multi-host: run the same command on every host with --multihost (jax.distributed.initialize
 reads the coordinator from the cluster environment; see docs/training.md).
 """
-import importlib.util
 import logging as pylogging
 import os
 
-# On a CPU-only install, LLVM's -O1 compiles the sparse network ~2x faster than the default and
-# runs it no slower (docs/benchmarks.md). GPU installs keep XLA's defaults.
-_HAS_GPU_PLUGIN = any(importlib.util.find_spec(m) for m in ('jax_cuda12_plugin', 'jax_cuda13_plugin',
-                                                               'jax_rocm60_plugin'))
-if not _HAS_GPU_PLUGIN and '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=1').strip()
+from ws3d_jax import runtime
 
-import jax  # noqa: E402  (after XLA_FLAGS)
+# Before jax starts: LLVM -O1 on CPU-only installs and huge pages for malloc (ws3d_jax/runtime.py;
+# this re-executes the process once).
+runtime.configure()
+
+import jax  # noqa: E402  (after runtime.configure)
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 

@@ -108,7 +108,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.same_scene_negatives = False
   c.loss.max_regions = 2048
 
-  c.buckets = ml_collections.ConfigDict(dict(headroom=1.25, growth=1.25, min_voxels=1024))
+  # pin: the lowest rung holds the largest batch the run can draw (one compile per step function,
+  # every batch padded to it); worth it where compiles cost more than padding (small CPU runs).
+  c.buckets = ml_collections.ConfigDict(dict(headroom=1.25, growth=1.25, min_voxels=1024, pin=False))
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, decay_factor=0.2, decay_every_epochs=50, grad_clip=0.0))
 
   c.train = ml_collections.ConfigDict()

@@ -17,6 +17,7 @@ def _defaults(c):
   c.data.room_seed = 0  # seed offset of the generated rooms (another offset: rooms nobody tuned on)
   c.data.voxel_size = 0.05
   c.data.num_threads = 2
+  c.buckets.pin = True  # one compile per step function: on 2 cores each costs a minute or more
 
   c.model.backbone = 'minkunet14'
   c.model.width_scale = 0.5

@@ -95,6 +95,24 @@ def test_bucket_ladder_bounds_shapes():
   assert len(seen) <= 8  # a 5x size range is ~7 rungs of 1.25
 
 
+def test_a_raised_lowest_rung_holds_every_smaller_batch_once():
+  """buckets.pin: min_voxels at the largest batch's scale puts every batch on one rung."""
+  import dataclasses  # noqa: PLC0415
+  profile = buckets.BucketProfile(voxel_ratio=(1.0, 0.5), pair_ratio=(4.0, 3.0), point_ratio=2.0)
+  batches = [buckets.StructureCounts(voxels=(n, n // 2), pairs=(3 * n, n), points=int(1.75 * n))
+             for n in range(1000, 5000, 37)]
+  pinned = dataclasses.replace(profile, min_voxels=int(max(profile.scale(c) for c in batches)) + 1)
+  seen = set()
+  for counts in batches:
+    caps = pinned.plan(counts)
+    assert all(c >= v for c, v in zip(caps.voxels + caps.pairs + (caps.points,),
+                                       counts.voxels + counts.pairs + (counts.points,)))
+    seen.add(caps)
+  assert len(seen) == 1
+  bigger = buckets.StructureCounts(voxels=(6000, 3000), pairs=(20000, 6000), points=9000)
+  assert pinned.plan(bigger).voxels[0] >= 6000 and pinned.plan(bigger) not in seen
+
+
 @pytest.mark.parametrize('xyz, message', [
     (np.zeros((0, 3), np.float32), 'empty scene'),
     (np.array([[0, 0, 0], [np.nan, 1, 1]], np.float32), 'NaN/inf'),

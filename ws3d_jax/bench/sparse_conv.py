@@ -78,6 +78,7 @@ class Config:
   big_crop_channels: int = 256  # from this width on the error check uses small_crop
   small_crop: tuple = (32, 32, 32)
   network: str = 'minkunet34'
+  network_dtype: str = 'float32'  # compute dtype of the network workloads ('bfloat16': bf16 matmuls, f32 params)
   train_step: bool = True
   by_level: bool = True
   scannet_network: bool = True
@@ -852,7 +853,9 @@ class Bench:
     res['kernel_map_build'] = build_timing
     sparse.check_capacity(geom.needed, geom.capacity)
     feats = prep.arrays['features']
-    model = minkunet.MinkUNet(num_classes=prep.scene.num_classes, spec=spec)
+    dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[cfg.network_dtype]
+    res['compute_dtype'] = cfg.network_dtype
+    model = minkunet.MinkUNet(num_classes=prep.scene.num_classes, spec=spec, dtype=dtype)
     variables = jax.jit(lambda f, g: model.init(jax.random.PRNGKey(0), f, g))(feats, geom)
     res['parameters'] = int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables['params'])))
     res['layers'], flops = network_flops(model, variables, feats, geom, prep)
@@ -1017,7 +1020,8 @@ def run(cfg: Config, data_root: Path, out: Path | None, extended_info: bool = Fa
     traces = {}
     geom, build_timing = bench.network_geometry(prep, spec, traces)
     if 'network' in cfg.only:
-      bench._run(f'{cfg.network}_{scene.name}', bench.network, prep, cfg.network, cfg.train_step, 'pairs', geom,
+      suffix = '' if cfg.network_dtype == 'float32' else f'_{cfg.network_dtype}'
+      bench._run(f'{cfg.network}_{scene.name}{suffix}', bench.network, prep, cfg.network, cfg.train_step, 'pairs', geom,
                  build_timing, traces)
     if cfg.by_level and 'by_level' in cfg.only:
       bench.by_level(prep, geom, spec)  # the dense dataflow reads the same geometry's nbr tables
@@ -1222,6 +1226,8 @@ def parse_args(argv=None):
   p.add_argument('--reps', type=int, default=None, help='timed repetitions per layer workload')
   p.add_argument('--dense-max-channels', type=int, default=None, help="run the 'dense' dataflow only up to this width")
   p.add_argument('--network', choices=sorted(['minkunet14', 'minkunet18', 'minkunet34']), default=None)
+  p.add_argument('--network-dtype', choices=['float32', 'bfloat16'], default=None,
+                 help='compute dtype of the network workloads (parameters stay float32)')
   p.add_argument('--no-train-step', action='store_true')
   p.add_argument('--no-by-level', action='store_true')
   p.add_argument('--no-profile', action='store_true', help='skip the step-by-step profile of the pairs layer')
@@ -1243,6 +1249,8 @@ def config_from_args(args) -> Config:
     cfg.dense_max_channels = args.dense_max_channels
   if args.network:
     cfg.network = args.network
+  if args.network_dtype:
+    cfg.network_dtype = args.network_dtype
   if args.no_train_step:
     cfg.train_step = False
   if args.no_by_level:

@@ -100,17 +100,21 @@ class BucketProfile:
                # The same floor for region pairs: a fitting batch of few, isolated regions has none.
                region_pair_ratio=headroom * max(counts.region_pairs, 0.5 * counts.regions) / n0, **kw)
 
-  def plan(self, counts: StructureCounts) -> Capacities:
+  def scale(self, counts: StructureCounts) -> float:
+    """The batch's size in level-0 voxels of this profile: its largest size-to-ratio quotient."""
     if len(counts.voxels) != len(self.voxel_ratio):
       raise ValueError(f'profile has {len(self.voxel_ratio)} levels, batch has {len(counts.voxels)}')
     if (counts.regions and not self.region_ratio) or (counts.region_pairs and not self.region_pair_ratio):
       raise ValueError('the batch carries regions but the bucket profile has no region ratio; '
                        'fit the profile (BucketProfile.from_counts) on a batch with regions')
-    scale = max([counts.voxels[0], counts.points / self.point_ratio, self.min_voxels]
-                + [v / r for v, r in zip(counts.voxels[1:], self.voxel_ratio[1:])]
-                + [p / r for p, r in zip(counts.pairs, self.pair_ratio)]
-                + [n / r for n, r in ((counts.regions, self.region_ratio),
-                                      (counts.region_pairs, self.region_pair_ratio)) if n])
+    return max([counts.voxels[0], counts.points / self.point_ratio]
+               + [v / r for v, r in zip(counts.voxels[1:], self.voxel_ratio[1:])]
+               + [p / r for p, r in zip(counts.pairs, self.pair_ratio)]
+               + [n / r for n, r in ((counts.regions, self.region_ratio),
+                                     (counts.region_pairs, self.region_pair_ratio)) if n])
+
+  def plan(self, counts: StructureCounts) -> Capacities:
+    scale = max(self.scale(counts), self.min_voxels)
     rung = math.ceil(math.log(scale / self.min_voxels, self.growth) - 1e-9)
     base = self.min_voxels * self.growth ** rung
 

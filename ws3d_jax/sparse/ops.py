@@ -4,8 +4,9 @@ Two dataflows for the submanifold 3x3x3 convolution (see docs/benchmarks.md for 
 
 * ``submanifold_conv_pairs``: the centre offset is a plain matmul; every other offset's real
   pairs are gathered in chunks, multiplied in one batched matmul and summed into their outputs.
-  Work is proportional to the pairs that exist. Plain autodiff is right here: the gather and
-  the scatter are each other's transposes.
+  Work is proportional to the pairs that exist. The backward is autodiff's (the gather and the
+  scatter are each other's transposes) except for the weight gradient, summed per offset by a
+  one-hot matmul instead of a scatter.
 * ``submanifold_conv_dense``: gather all 27 neighbours (missing ones read a zero row) and do one
   matmul. Its backward is written by hand so it stays gather-only: the neighbourhood is
   symmetric, so the input gradient is the same gather with the mirrored map.
@@ -28,14 +29,43 @@ def _with_zero_row(x):
 
 # --- submanifold 3x3x3 -------------------------------------------------------------------------
 
+@jax.custom_vjp
 def submanifold_conv_pairs(x, weight, pairs: PairMap):
   """x (N, Cin), weight (27, Cin, Cout) -> (N, Cout)."""
+  return _pairs_forward(x, weight, pairs)[0]
+
+
+def _pairs_forward(x, weight, pairs):
   n = x.shape[0]
   out = x @ weight[CENTER]
   gathered = _with_zero_row(x)[pairs.in_idx]  # (chunks, chunk, Cin)
   per_chunk = jnp.einsum('pkc,pco->pko', gathered, weight[pairs.offset])
   flat_out = pairs.out_idx.reshape(-1)
-  return out.at[flat_out].add(per_chunk.reshape(-1, out.shape[-1]), mode='drop')[:n]
+  return out.at[flat_out].add(per_chunk.reshape(-1, out.shape[-1]), mode='drop')[:n], gathered
+
+
+def _pairs_fwd(x, weight, pairs):
+  out, gathered = _pairs_forward(x, weight, pairs)
+  return out, (x, weight, pairs, gathered)
+
+
+def _pairs_bwd(res, g):
+  # Autodiff would turn the per-chunk weight gather into a scatter-add of (chunks, Cin, Cout)
+  # into 27 rows, one of the step's slowest ops on CPU; chunks are whole offsets, so a one-hot
+  # matmul over chunks sums them instead.
+  x, weight, pairs, gathered = res
+  n, cin = x.shape
+  g_pairs = _with_zero_row(g)[pairs.out_idx]  # (chunks, chunk, Cout); dropped slots read zeros
+  grad_chunks = jnp.einsum('pkc,pko->pco', gathered, g_pairs)
+  owner = jax.nn.one_hot(pairs.offset, weight.shape[0], dtype=grad_chunks.dtype)  # (chunks, 27)
+  grad_w = jnp.einsum('pd,pco->dco', owner, grad_chunks)
+  grad_w = grad_w.at[CENTER].add(x.T @ g)
+  grad_gathered = jnp.einsum('pko,pco->pkc', g_pairs, weight[pairs.offset])
+  grad_x = (g @ weight[CENTER].T).at[pairs.in_idx.reshape(-1)].add(grad_gathered.reshape(-1, cin), mode='drop')
+  return grad_x, grad_w, None
+
+
+submanifold_conv_pairs.defvjp(_pairs_fwd, _pairs_bwd)
 
 
 @jax.custom_vjp

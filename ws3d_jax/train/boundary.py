@@ -26,7 +26,8 @@ from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.losses.objective import BoundaryObjective
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import steps
-from ws3d_jax.train.parts import backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer, scene_logits
+from ws3d_jax.train.parts import (backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer, pin_profile,
+                                  scene_logits)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -111,13 +112,15 @@ def train_boundary_net(config, data, writer):
   rng = np.random.default_rng(config.seed)
   elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
   batcher.profile = fit_profile(batcher, elements, config.buckets)
+  if config.buckets.pin:
+    batcher.profile = pin_profile(batcher, [(source, batch_size)], config)
   model = make_boundary_model(config)
   tx, _ = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
   first = batcher(elements)
   state = steps.create_train_state(jax.random.PRNGKey(config.seed + 7), model, tx,
                                    jax.tree.map(lambda x: x[0], first['view0']), first['caps'])
-  state = jax_utils.replicate(state)
-  key = jax_utils.replicate(jax.random.PRNGKey(config.seed + 8))
+  state = steps.replicate(state)
+  key = steps.replicate(jax.random.PRNGKey(config.seed + 8))
   objective = BoundaryObjective(alpha=b.focal_alpha)
   stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
                                     num_threads=config.data.num_threads)

@@ -90,9 +90,16 @@ def device_arrays(batch: dict) -> dict:
   return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
 
 
+# Whole scenes are padded on a coarser ladder than training batches: every rung is a compile of
+# the prediction function (tens of seconds on a CPU), and a room data set's scenes spread over
+# 4-6 rungs of the 1.25 ladder but over 1-2 of a 2x one; inference pays at most 2x padding.
+WHOLE_SCENE_GROWTH = 2.0
+
+
 def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
   """The padded model inputs of one whole, unaugmented scene (plus its padded point
   coordinates, which the instance heads read) and their capacities."""
+  profile = dataclasses.replace(profile, growth=max(profile.growth, WHOLE_SCENE_GROWTH))
   batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
                                      names=[scene['scene_id']])
   arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
@@ -107,6 +114,30 @@ def scene_logits(variables, scene: dict, voxel_size: float, profile, model) -> n
   logits, needed = predict_step(variables, {k: arrays[k] for k in pipeline.VIEW_KEYS}, caps, model)
   sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
   return np.asarray(logits)[:len(scene['xyz'])]
+
+
+def pin_profile(batcher: pipeline.Batcher, branches, config) -> sparse.BucketProfile:
+  """``batcher.profile`` with its lowest rung raised above every batch the run can draw, so that
+  each step function compiles once (``buckets.pin``; compiles cost minutes on a small CPU).
+
+  ``branches``: (source, scenes per batch) pairs. A batch's scale is at most the sum of its
+  scenes' scales, so the bound is each branch's largest scales summed, times the headroom for
+  what augmentation changes. Counts every scene of the sources once (host, unaugmented)."""
+  from ws3d_jax.data.augment import AugmentParams  # noqa: PLC0415
+  rng = np.random.default_rng(config.seed)
+  aug = AugmentParams.from_config(config.data.augment)
+  profile, bound = batcher.profile, 0.0
+  for source, size in branches:
+    if not size:
+      continue
+    labeled = getattr(source, 'labeled', None)
+    scales = []
+    for i in range(len(source)):
+      scene = source[i] if labeled is None else dict(source[i], labeled=labeled)
+      scales.append(profile.scale(batcher.count([pipeline.make_element(scene, rng, aug, 1)])))
+    bound += sum(sorted(scales, reverse=True)[:size])
+  return dataclasses.replace(profile, min_voxels=max(profile.min_voxels,
+                                                     int(np.ceil(config.buckets.headroom * bound))))
 
 
 def fit_profile(batcher: pipeline.Batcher, elements: list, buckets) -> sparse.BucketProfile:

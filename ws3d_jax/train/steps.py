@@ -14,6 +14,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -38,6 +39,19 @@ def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
   # apply_fn stays None: the step gets the model as a static argument, and a bound method here
   # would make every new model object a new pytree structure (a recompile on resume).
   return TrainState.create(apply_fn=None, params=variables['params'], tx=tx, batch_stats=variables['batch_stats'])
+
+
+def replicate(tree):
+  """One copy of ``tree`` per local device, laid out exactly as ``train_step`` returns its state.
+
+  flax's ``jax_utils.replicate`` places the copies on a mesh of another axis name, and the
+  sharding is part of the compiled step's signature: its first step's state would not match
+  the second's, and every run would compile the step twice.
+  """
+  devices = jax.local_devices()
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)),
+                                        jax.sharding.PartitionSpec(AXIS))
+  return jax.tree.map(lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
 
 
 def views_of(batch: dict) -> list:

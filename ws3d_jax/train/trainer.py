@@ -33,7 +33,7 @@ from ws3d_jax.evaluation import export, semantic
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import boundary, checks, memory_maps, steps
 from ws3d_jax.train.parts import (device_arrays, epoch_steps, fit_profile, make_model, make_objective,
-                                  make_optimizer, scene_logits)
+                                  make_optimizer, pin_profile, scene_logits)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -162,6 +162,9 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
                              max_proposals=task.max_proposals(config))
   elements = sample_elements(data, config)
   batcher.profile = fit_profile(batcher, elements, config.buckets)
+  if config.buckets.pin:
+    batcher.profile = pin_profile(batcher, [(data.labeled, t.labeled_batch), (data.unlabeled, t.unlabeled_batch)],
+                                  config)
   model = task.make_model(config, num_classes)
   eval_model = model.clone(bn_axis=None)
   per_epoch = epoch_steps(len({e['scene'] for e in data.split['labeled'] + data.split['unlabeled']}), config)
@@ -231,8 +234,8 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
   for instances once the ScoreNet trains, where the proposals are clustered on the host)."""
   t = config.train
   before_step = task.before_step(config, eval_model, total_steps) if task.before_step else None
-  state = jax_utils.replicate(state)
-  rng = jax_utils.replicate(jax.random.PRNGKey(config.seed + 1))
+  state = steps.replicate(state)
+  rng = steps.replicate(jax.random.PRNGKey(config.seed + 1))
   nonfinite = jnp.zeros((), jnp.int32)
   last_good = start
   t0, points, t_steps = time.time(), 0, 0
