@@ -1,6 +1,6 @@
 """The embedded default: procedurally generated indoor rooms (10 classes), no download needed.
 
-    python launch.py --config=configs/synthetic.py            # minutes on 2 CPU cores
+    python launch.py --config=configs/synthetic.py            # about 45 minutes on 2 CPU cores
     python launch.py --config=configs/synthetic.py:smoke      # about a minute: everything shrunk
 
 Tokens: see configs/common.py (ratios 1pct..100pct, sup_only, smoke, ablations); 10pct by default.
@@ -17,7 +17,6 @@ def _defaults(c):
   c.data.room_seed = 0  # seed offset of the generated rooms (another offset: rooms nobody tuned on)
   c.data.voxel_size = 0.05
   c.data.num_threads = 2
-  c.buckets.pin = True  # one compile per step function: on 2 cores each costs a minute or more
 
   c.model.backbone = 'minkunet14'
   c.model.width_scale = 0.5

@@ -300,6 +300,8 @@ def main(argv):
 
   f = flags.FLAGS
   configure_xla()
+  from ws3d_jax import runtime  # noqa: PLC0415
+  runtime.configure()  # huge pages for malloc (re-executes this command once)
   jax.config.update('jax_compilation_cache_dir', os.environ.get(
       'WS3D_COMPILATION_CACHE', os.path.expanduser('~/.cache/ws3d_jax/xla')))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)
