@@ -1,7 +1,8 @@
 """Process settings the sparse engine runs fastest with, applied before jax starts.
 
-``configure()`` is called first thing by the entry points (launch.py, the benchmarks, the test
-suite's conftest). On a CPU-only install it sets
+``configure()`` is called first thing by the entry points (launch.py, the train_step and
+label_efficiency benchmarks; not the test suite, whose output pytest has captured by then).
+On a CPU-only install it sets
 
 * LLVM -O1 (``--xla_backend_optimization_level=1``): compiles the sparse network about 2x
   faster than XLA's default -O2 and runs it no slower (docs/benchmarks.md);
@@ -46,11 +47,6 @@ def configure(reexec: bool = True) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
-
-
-def huge_pages_for_malloc() -> bool:
-  """Whether this process's malloc asks for transparent huge pages (or gets them anyway)."""
-  return 'glibc.malloc.hugetlb' in os.environ.get('GLIBC_TUNABLES', '') or _thp_mode() == 'always'
 
 
 def _should_reexec() -> bool:
