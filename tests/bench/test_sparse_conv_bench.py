@@ -28,6 +28,11 @@ def test_quick_synthetic_report(tmp_path):
   assert by_name['strided_c8']['error']['max_abs_err_fwd'] < 1e-4
   net = by_name['minkunet14_synthetic_lidar_sweep']
   assert net['useful_gflop']['forward'] > 0 and net['layers']['SubMConv3d']['count'] == 17
+  peer = net['peer_torch']
+  if peer.get('status') != 'unavailable':  # torch is an optional extra
+    # the same network in PyTorch, loaded with our parameters, must give our logits
+    assert peer['parity']['logits_max_abs_diff'] < 1e-4 * max(1.0, peer['parity']['logits_max_abs'])
+    assert net['ratio_ours_over_peer']['forward'] > 0
 
 
 def test_missing_data_skips_cleanly(tmp_path):

@@ -36,18 +36,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
-import platform
-import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
+
+from ws3d_jax.bench.harness import (Memory, counted_jit, device_info, load_average, sig, time_calls, time_jax,
+                                    xla_temp_mb)
+from ws3d_jax.bench.torch_peer import make_layer_peer, spconv_status
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = (REPO / '..' / 'shared' / 'data').resolve()
@@ -80,6 +81,7 @@ class Config:
   network: str = 'minkunet34'
   network_dtype: str = 'float32'  # compute dtype of the network workloads ('bfloat16': bf16 matmuls, f32 params)
   train_step: bool = True
+  network_peer: bool = True  # the same network in PyTorch eager, interleaved with ours
   by_level: bool = True
   scannet_network: bool = True
   check_grads: bool = True
@@ -103,143 +105,6 @@ class Config:
 def chunk_for(channels: int) -> int:
   """The pair-map chunk length MinkUNet's spec uses for a level of this width."""
   return max(64, min(256, channels))
-
-
-# --- environment ----------------------------------------------------------------------------------
-
-def device_info(extended: bool = False) -> dict:
-  import jax
-  import jaxlib
-  info = {
-      'backend': jax.default_backend(),
-      'devices': [str(d) for d in jax.devices()],
-      'device_kind': jax.devices()[0].device_kind,
-      'cpu_count': os.cpu_count(),
-      'jax': jax.__version__,
-      'jaxlib': jaxlib.__version__,
-      'python': platform.python_version(),
-      'platform': platform.platform(),
-      'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
-  }
-  try:
-    info['sched_cpus'] = len(os.sched_getaffinity(0))
-  except (AttributeError, OSError):
-    pass
-  try:
-    for line in open('/proc/cpuinfo'):
-      if line.startswith('model name'):
-        info['cpu_model'] = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
-  try:
-    import torch
-    info['torch'] = torch.__version__
-    info['torch_threads'] = torch.get_num_threads()
-  except Exception as e:  # noqa: BLE001 - optional peer
-    info['torch'] = f'not importable: {type(e).__name__}: {e}'
-  if extended:
-    try:
-      info['memory_stats'] = jax.devices()[0].memory_stats()
-    except Exception:  # noqa: BLE001
-      info['memory_stats'] = None
-    try:
-      with open('/proc/meminfo') as f:
-        info['mem_total'] = f.readline().split(':', 1)[1].strip()
-    except OSError:
-      pass
-  return info
-
-
-def load_average():
-  try:
-    return [round(v, 2) for v in os.getloadavg()]
-  except OSError:
-    return None
-
-
-class Memory:
-  """Per-workload peak memory: resident set on CPU, device peak on an accelerator."""
-
-  def __init__(self):
-    self.can_reset = self._reset()
-
-  @staticmethod
-  def _reset() -> bool:
-    try:
-      with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets the peak-RSS watermark (VmHWM and ru_maxrss)
-      return True
-    except OSError:
-      return False
-
-  def start(self):
-    self.can_reset = self._reset()
-
-  def read(self) -> dict:
-    import jax
-    out = {'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           'peak_rss_scope': 'workload' if self.can_reset else 'process (cumulative)'}
-    try:
-      stats = jax.devices()[0].memory_stats()
-    except Exception:  # noqa: BLE001
-      stats = None
-    if stats and 'peak_bytes_in_use' in stats:
-      out['device_peak_mb'] = round(stats['peak_bytes_in_use'] / 2**20, 1)
-      out['device_peak_scope'] = 'process (cumulative)'
-    return out
-
-
-# --- timing ---------------------------------------------------------------------------------------
-
-def _sig(x: float, digits: int = 4) -> float:
-  return float(f'{x:.{digits}g}')
-
-
-def _summary(ts, first=None):
-  ts = np.asarray(ts) * 1e3
-  out = {'median_ms': round(float(np.median(ts)), 3), 'p90_ms': round(float(np.percentile(ts, 90)), 3),
-         'min_ms': round(float(ts.min()), 3), 'reps': int(len(ts))}
-  if first is not None:
-    out['first_call_ms'] = round(first * 1e3, 1)
-  return out
-
-
-def time_jax(fn, args, warmup: int, reps: int) -> dict:
-  import jax
-  t0 = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - t0
-  for _ in range(max(0, warmup - 1)):
-    jax.block_until_ready(fn(*args))
-  ts = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    ts.append(time.perf_counter() - t0)
-  return _summary(ts, first)
-
-
-def counted_jit(fn, counts: dict, key: str, **jit_kw):
-  """jax.jit whose traces are counted in counts[key] (one per compile)."""
-  import jax
-  counts.setdefault(key, 0)
-
-  @functools.wraps(fn)
-  def wrapped(*a, **k):
-    counts[key] += 1
-    return fn(*a, **k)
-
-  return jax.jit(wrapped, **jit_kw)
-
-
-def xla_temp_mb(jitted, args):
-  try:
-    stats = jitted.lower(*args).compile().memory_analysis()
-    return round(stats.temp_size_in_bytes / 2**20, 1)
-  except Exception:  # noqa: BLE001 - not every backend reports it
-    return None
 
 
 # --- scenes ---------------------------------------------------------------------------------------
@@ -422,88 +287,6 @@ def crop_error(prep: Prepared, channels: int, kinds, crop: tuple, check_grads: b
 
 # --- PyTorch / spconv peer ------------------------------------------------------------------------
 
-def spconv_status() -> str:
-  try:
-    import spconv.pytorch  # noqa: F401
-    return 'importable (not wired into this benchmark yet)'
-  except Exception as e:  # noqa: BLE001
-    return f'not importable: {type(e).__name__}: {e}'
-
-
-class TorchPeer:
-  """PyTorch eager submanifold layer on the same neighbour map: centre mm, then per offset
-  index_select -> mm -> index_add_ (how spconv's native CPU path and torchsparse work)."""
-
-  def __init__(self, nbr: np.ndarray, num_real: int):
-    import torch
-    self.torch = torch
-    n_cap = nbr.shape[0]
-    nbr = nbr[:num_real]
-    self.maps = []
-    for d in range(27):
-      if d == 13:
-        continue
-      m = nbr[:, d] < n_cap
-      if m.any():
-        self.maps.append((d, torch.from_numpy(nbr[m, d].astype(np.int64)),
-                          torch.from_numpy(np.nonzero(m)[0].astype(np.int64))))
-    self.n = num_real
-
-  def conv(self, x, w):
-    out = x @ w[13]
-    for d, i, o in self.maps:
-      out = out.index_add(0, o, x.index_select(0, i) @ w[d])
-    return out
-
-  def functions(self, channels: int, seed: int = 0):
-    """(forward, forward_backward) closures on fixed random inputs."""
-    torch = self.torch
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(self.n, channels, generator=g)
-    w = torch.randn(27, channels, channels, generator=g) * math.sqrt(2.0 / (27 * channels))
-    probe = torch.randn(self.n, channels, generator=g)
-
-    def fwd():
-      with torch.no_grad():
-        return self.conv(x, w)
-
-    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
-
-    def fwd_bwd():
-      xr.grad = wr.grad = None
-      loss = (self.conv(xr, wr) * probe).sum()
-      loss.backward()
-      return xr.grad, wr.grad
-
-    return fwd, fwd_bwd
-
-  def bench(self, channels: int, warmup: int, reps: int) -> dict:
-    fwd, fwd_bwd = self.functions(channels)
-    self.last_functions = (fwd, fwd_bwd)
-    out = {'threads': self.torch.get_num_threads(),
-           'impl': 'torch eager: x@W[13]; per offset index_select -> mm -> index_add; autograd backward'}
-    for name, fn in (('forward', fwd), ('forward_backward', fwd_bwd)):
-      t0 = time.perf_counter()
-      fn()
-      first = time.perf_counter() - t0
-      for _ in range(max(0, warmup - 1)):
-        fn()
-      ts = []
-      for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-      out[name] = _summary(ts, first)
-    return out
-
-
-def make_peer(nbr: np.ndarray, num_real: int):
-  try:
-    return TorchPeer(nbr, num_real), None
-  except Exception as e:  # noqa: BLE001
-    return None, f'torch not importable: {type(e).__name__}: {e}'
-
-
 # --- workloads ------------------------------------------------------------------------------------
 
 class Bench:
@@ -664,17 +447,17 @@ class Bench:
       res['xla_temp_mb'] = {'forward': xla_temp_mb(fwd, (x, w) + op_args),
                             'forward_backward': xla_temp_mb(fwd_bwd, (x, w) + op_args + (probe,))}
     flops = 2.0 * (real + side) * c * c
-    res['useful_gflop'] = {'forward': _sig(flops / 1e9), 'forward_backward': _sig(3 * flops / 1e9)}
-    res['executed_gflop'] = {'forward': _sig(2.0 * executed_rows * c * c / 1e9)}
+    res['useful_gflop'] = {'forward': sig(flops / 1e9), 'forward_backward': sig(3 * flops / 1e9)}
+    res['executed_gflop'] = {'forward': sig(2.0 * executed_rows * c * c / 1e9)}
     res['useful_gflops_per_s'] = {
-        'forward': _sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3)),
-        'forward_backward': _sig(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3))}
+        'forward': sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3)),
+        'forward_backward': sig(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3))}
     res['compile_count'] = dict(traces)
     if errors is not None:
       res['error'] = ({k: v for k, v in errors.items() if k not in cfg.dataflows} | errors.get(impl, {})
                       if 'status' not in errors else errors)
     if peer is not None and 'result' not in peer:
-      p, msg = make_peer(np.asarray(lv.nbr), real)
+      p, msg = make_layer_peer(np.asarray(lv.nbr), real)
       t0 = time.perf_counter()
       peer['result'] = p.bench(c, cfg.warmup, cfg.peer_reps) if p else {'status': 'unavailable', 'message': msg}
       peer['result']['wall_s'] = round(time.perf_counter() - t0, 1)
@@ -798,11 +581,11 @@ class Bench:
     res.update({'voxels': n_fine, 'coarse_voxels': n_coarse, 'capacity_voxels': fine.coords.shape[0],
                 'capacity_coarse_voxels': coarse.coords.shape[0]})
     flops = 2.0 * n_fine * c * c
-    res['useful_gflop'] = {'forward': _sig(flops / 1e9), 'forward_backward': _sig(3 * flops / 1e9)}
-    res['executed_gflop'] = {'forward': _sig(2.0 * 8 * coarse.coords.shape[0] * c * c / 1e9)}
+    res['useful_gflop'] = {'forward': sig(flops / 1e9), 'forward_backward': sig(3 * flops / 1e9)}
+    res['executed_gflop'] = {'forward': sig(2.0 * 8 * coarse.coords.shape[0] * c * c / 1e9)}
     res['useful_gflops_per_s'] = {
-        'forward': _sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3)),
-        'forward_backward': _sig(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3))}
+        'forward': sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3)),
+        'forward_backward': sig(3 * flops / 1e9 / (res['forward_backward']['median_ms'] / 1e3))}
     res['compile_count'] = dict(traces)
     if errors is not None:
       res['error'] = ({k: v for k, v in errors.items() if k not in ('strided', 'transposed')}
@@ -859,20 +642,20 @@ class Bench:
     variables = jax.jit(lambda f, g: model.init(jax.random.PRNGKey(0), f, g))(feats, geom)
     res['parameters'] = int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables['params'])))
     res['layers'], flops = network_flops(model, variables, feats, geom, prep)
-    res['useful_gflop'] = {'forward': _sig(flops / 1e9), 'train_step': _sig(3 * flops / 1e9)}
+    res['useful_gflop'] = {'forward': sig(flops / 1e9), 'train_step': sig(3 * flops / 1e9)}
 
     fwd = counted_jit(lambda v, f, g: model.apply(v, f, g, train=False)['logits'], traces, 'forward')
     res['forward'] = time_jax(fwd, (variables, feats, geom), cfg.warmup, cfg.net_reps)
     res['forward']['what'] = 'eval-mode forward given the kernel maps (their build time is kernel_map_build)'
-    res['useful_gflops_per_s'] = {'forward': _sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3))}
+    res['useful_gflops_per_s'] = {'forward': sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3))}
     res['error'] = {'scope': 'not checked against a dense reference here (per-layer parity: the subm_*, '
                              'strided_* and transposed_* workloads; tests/models/test_minkunet.py checks '
                              'pairs == dense for the whole network)'}
+    ours = {'forward': lambda: jax.block_until_ready(fwd(variables, feats, geom))}
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, prep.scene.num_classes, prep.arrays['point_valid'].shape[0]).astype(np.int32)
     if train:
       tx = optax.adam(1e-3)
-      rng = np.random.default_rng(3)
-      labels = jnp.asarray(rng.integers(0, prep.scene.num_classes, prep.arrays['point_valid'].shape[0]),
-                           jnp.int32)
       mask = prep.arrays['point_valid'].astype(jnp.float32)
 
       def step(params, opt_state, batch_stats, feats, geom, labels, mask):
@@ -889,18 +672,66 @@ class Bench:
       state = [variables['params'], tx.init(variables['params']), variables['batch_stats']]
 
       def run_step():
-        p, o, b, loss = step_jit(*state, feats, geom, labels, mask)
+        p, o, b, loss = step_jit(*state, feats, geom, jnp.asarray(labels), mask)
         state[:] = [p, o, b]
-        return loss
+        return jax.block_until_ready(loss)
 
       timing = time_jax(run_step, (), cfg.warmup, cfg.net_reps)
       timing['what'] = ('train-mode forward + cross-entropy on random labels + grad + optax Adam update, '
                         'given the kernel maps')
       timing['final_loss'] = float(run_step())
       res['train_step'] = timing
-      res['useful_gflops_per_s']['train_step'] = _sig(3 * flops / 1e9 / (timing['median_ms'] / 1e3))
+      res['useful_gflops_per_s']['train_step'] = sig(3 * flops / 1e9 / (timing['median_ms'] / 1e3))
+      ours['train_step'] = run_step
+    if cfg.network_peer:
+      res['peer_torch'] = self.network_peer(prep, model, variables, geom, spec, labels, ours)
+      if 'ratio_ours_over_peer' in res['peer_torch']:
+        res['ratio_ours_over_peer'] = res['peer_torch']['ratio_ours_over_peer']
     res['compile_count'] = dict(traces)
     return res
+
+
+  def network_peer(self, prep: Prepared, model, variables, geom, spec, labels, ours: dict) -> dict:
+    """The same network in PyTorch eager on the same maps and parameters: its logits checked
+    against ours, then timed alone and in interleaved rounds with ours (call by call)."""
+    import jax
+
+    from ws3d_jax.bench.torch_peer import TorchMinkUNet, torch_or_reason
+    cfg = self.cfg
+    torch, why = torch_or_reason()
+    if torch is None:
+      return {'status': 'unavailable', 'message': why}
+    net = TorchMinkUNet(torch, jax.device_get(variables), geom, prep.counts.voxels, spec)
+    fns = dict(zip(('forward', 'train_step'), net.functions(np.asarray(prep.arrays['features']), labels)))
+    fns = {k: fn for k, fn in fns.items() if k in ours}
+    valid = np.asarray(geom.point_valid)
+    ref = np.asarray(model.apply(variables, prep.arrays['features'], geom, train=False)['logits'])[valid]
+    got = fns['forward']().numpy()
+    out = {'impl': 'torch eager, same layer list and parameters: per offset index_select -> mm -> index_add_; '
+                   'strided/transposed as gather + einsum; F.batch_norm; autograd; torch.optim.Adam',
+           'threads': torch.get_num_threads(), 'rows': 'real voxels only (no padding)',
+           'parity': {'logits_max_abs_diff': sig(float(np.abs(got - ref).max())),
+                      'logits_max_abs': sig(float(np.abs(ref).max())),
+                      'what': 'eval-mode logits of the valid points, ours vs peer, same parameters'}}
+    for k, fn in fns.items():
+      out[k] = time_calls(fn, cfg.warmup, cfg.net_reps)
+    if cfg.paired_rounds:
+      times = {k: ([], []) for k in fns}
+      for _ in range(cfg.paired_rounds):
+        for k, peer_fn in fns.items():
+          for who, fn in ((0, ours[k]), (1, peer_fn)):
+            time.sleep(cfg.paired_pause_s)
+            t0 = time.perf_counter()
+            fn()
+            times[k][who].append(time.perf_counter() - t0)
+      med = {k: (float(np.median(a)), float(np.median(b))) for k, (a, b) in times.items()}
+      out['interleaved'] = {'rounds': cfg.paired_rounds,
+                            'ours_median_ms': {k: round(a * 1e3, 1) for k, (a, _) in med.items()},
+                            'peer_median_ms': {k: round(b * 1e3, 1) for k, (_, b) in med.items()},
+                            'ratio_spread': {k: [round(min(x / y for x, y in zip(*times[k])), 3),
+                                                 round(max(x / y for x, y in zip(*times[k])), 3)] for k in times}}
+      out['ratio_ours_over_peer'] = {k: round(a / b, 3) for k, (a, b) in med.items()}
+    return out
 
 
 def _conv_pairs_scan(x, w, pm):
@@ -957,7 +788,7 @@ def network_flops(model, variables, feats, geom, prep: Prepared):
     s['count'] += 1
     s['gflop'] += f / 1e9
   for s in summary.values():
-    s['gflop'] = _sig(s['gflop'])
+    s['gflop'] = sig(s['gflop'])
   return summary, total
 
 
@@ -1194,6 +1025,20 @@ def render_markdown(report: dict) -> str:
           f"{gs['forward']} / {gs.get('train_step', '-')} | {_ms(w['forward'], 'first_call_ms')} / "
           f"{_ms(ts, 'first_call_ms')} | {w['peak_rss_mb']} | {_compiles(w)} |")
     add('')
+    peers = [w for w in nets if 'forward' in w.get('peer_torch', {})]
+    if peers:
+      add('Peer: the same network in PyTorch eager, same maps and parameters (ratio = ours / peer from '
+          'interleaved rounds, [min, max] over the rounds):')
+      add('')
+      add('| network / scene | logits max abs diff (of max) | peer fwd ms | peer step ms | ratio fwd | ratio step |')
+      add('|---|---|---|---|---|---|')
+      for w in peers:
+        pt, r = w['peer_torch'], w['peer_torch'].get('ratio_ours_over_peer', {})
+        spread = pt.get('interleaved', {}).get('ratio_spread', {})
+        cell = lambda k: f"{r[k]} {spread.get(k, '')}" if k in r else '-'
+        add(f"| {w['name']} | {pt['parity']['logits_max_abs_diff']:.1e} ({pt['parity']['logits_max_abs']}) | "
+            f"{_ms(pt['forward'])} | {_ms(pt.get('train_step'))} | {cell('forward')} | {cell('train_step')} |")
+      add('')
   skipped = [w for w in report['workloads'] if w.get('status') != 'ok']
   for w in skipped:
     add(f"- {w['name']}: {w['status']}: {w.get('message')}")
@@ -1229,6 +1074,8 @@ def parse_args(argv=None):
   p.add_argument('--network-dtype', choices=['float32', 'bfloat16'], default=None,
                  help='compute dtype of the network workloads (parameters stay float32)')
   p.add_argument('--no-train-step', action='store_true')
+  p.add_argument('--train-step', action='store_true', help='time the network train step also under --quick')
+  p.add_argument('--no-network-peer', action='store_true', help='skip the PyTorch MinkUNet peer')
   p.add_argument('--no-by-level', action='store_true')
   p.add_argument('--no-profile', action='store_true', help='skip the step-by-step profile of the pairs layer')
   p.add_argument('--only', type=str, default=None, help=f'comma list of workload groups out of {",".join(GROUPS)}')
@@ -1253,6 +1100,10 @@ def config_from_args(args) -> Config:
     cfg.network_dtype = args.network_dtype
   if args.no_train_step:
     cfg.train_step = False
+  if args.train_step:
+    cfg.train_step = True
+  if args.no_network_peer:
+    cfg.network_peer = False
   if args.no_by_level:
     cfg.by_level = False
   if args.only:
