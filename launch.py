@@ -1,19 +1,31 @@
 """Entry point: python launch.py --config=configs/<data set>.py[:<tokens>] --workdir=DIR [--mode=eval]
 
 Any config field can be overridden on the command line, e.g. --config.train.steps=100; a field
-that does not exist is an error naming it. --mode=eval evaluates a checkpoint of the workdir
-(config.eval.checkpoint: best, latest or a step) and writes the metrics and exports again.
-Multi-host: run the same command on every host with --multihost (jax.distributed.initialize
-reads the coordinator from the cluster environment; see docs/training.md).
+that does not exist is an error naming it and the nearest one. --mode=eval evaluates a
+checkpoint of the workdir (config.eval.checkpoint: best, latest or a step) and writes the
+metrics and exports again. --help lists the config files and tokens. Multi-host: run the same
+command on every host with --multihost (see docs/training.md).
 """
 import logging as pylogging
 import os
+import sys
 
-from ws3d_jax import runtime
+from ws3d_jax import cli, runtime
+
+VERBOSE = '--verbose' in sys.argv
+
+# Answered before jax, TensorFlow and the training code are imported (seconds on a small machine).
+if cli.wants_help(sys.argv):
+  print(cli.help_text())
+  sys.exit(0)
+try:
+  cli.check_command_line(sys.argv)
+except cli.UsageError as e:
+  sys.exit(cli.report(e, VERBOSE))
 
 # Before jax starts: LLVM -O1 on CPU-only installs and huge pages for malloc (ws3d_jax/runtime.py;
-# this re-executes the process once).
-runtime.configure()
+# this re-executes the process once); a quiet console unless --verbose.
+runtime.configure(quiet=not VERBOSE)
 
 import jax  # noqa: E402  (after runtime.configure)
 from absl import app, flags, logging  # noqa: E402
@@ -27,11 +39,34 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/default', 'Directory for checkpo
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resuming when the workdir has a checkpoint) '
                           'or eval (a checkpoint of the workdir).')
 _MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (one process per host).')
+flags.DEFINE_bool('verbose', False, 'The full config, library logs and tracebacks on the console.')
+
+# Library narration kept off the console unless --verbose: orbax's and TFDS's INFO lines, and the
+# two TFDS warnings every build of a configured data set gives (a config named by its fields is
+# "custom"; a folder being built has no dataset_info.json yet). Other warnings pass.
+_QUIET_PATHS = ('/orbax/', '/tensorflow_datasets/')
+_EXPECTED_WARNINGS = ('Using custom data configuration', 'has no dataset_info.json')
+
+
+def _console_filter(record) -> bool:
+  if not any(p in record.pathname for p in _QUIET_PATHS):
+    return True
+  if record.levelno == pylogging.WARNING:
+    return not any(w in record.getMessage() for w in _EXPECTED_WARNINGS)
+  return record.levelno > pylogging.WARNING
+
+
+def parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - a bad flag value is a usage error, said in one line
+    message = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    sys.exit(cli.report(cli.UsageError(message.replace('\\n', ' ')), VERBOSE))
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    sys.exit(cli.report(cli.UsageError(f'unexpected arguments: {argv[1:]} (flags look like --name=value)'), VERBOSE))
   if _MULTIHOST.value:
     jax.distributed.initialize()
   # Compiling the sparse network takes tens of seconds on a CPU; a re-run (or a resumed run)
@@ -39,12 +74,15 @@ def main(argv):
   jax.config.update('jax_compilation_cache_dir', os.environ.get(
       'WS3D_COMPILATION_CACHE', os.path.expanduser('~/.cache/ws3d_jax/xla')))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)
-  # orbax narrates every checkpoint write at INFO; keep the console for training progress.
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname)
-  logging.info('config:\n%s', _CONFIG.value)
-  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
+  if VERBOSE:
+    logging.info('config:\n%s', _CONFIG.value)
+  else:
+    logging.get_absl_handler().addFilter(_console_filter)
+  try:
+    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
+  except Exception as e:  # noqa: BLE001 - one or two lines for a person; --verbose for the traceback
+    sys.exit(cli.report(e, VERBOSE))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -130,6 +130,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.checkpoint = 'best'  # for --mode=eval: 'best', 'latest' or a step
   c.eval.export = ('official', 'ply')
   c.eval.ply_scenes = 8  # coloured .ply files for the first scenes only (they are large)
+  c.eval.tensorboard_scenes = 2  # prediction and ground truth as TensorBoard point clouds (final evaluation)
   c.eval.max_scenes_during_training = 0  # 0: all
   return c
 

@@ -10,7 +10,7 @@ from configs import common
 
 def _defaults(c):
   c.data.name = 'synthetic'
-  c.data.data_dir = 'data/tfds'  # built here on first use (array_record, ~10 s for the rooms)
+  # built on first use (array_record, ~10 s for the rooms) in the TFDS default, ~/tensorflow_datasets
   c.data.num_train = 24
   c.data.num_val = 4
   c.data.points_per_scene = 20000

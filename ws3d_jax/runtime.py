@@ -31,12 +31,20 @@ def has_gpu_plugin() -> bool:
   return any(importlib.util.find_spec(m) for m in _GPU_PLUGINS)
 
 
-def configure(reexec: bool = True) -> None:
+def configure(reexec: bool = True, quiet: bool = False) -> None:
   """Sets the CPU flags (when no GPU plugin is installed); then, if huge pages are available
-  but not enabled for malloc, re-executes the process with them. Call before importing jax."""
+  but not enabled for malloc, re-executes the process with them. Call before importing jax.
+
+  ``quiet``: TensorFlow's C++ notices off (it is imported only for TensorBoard's writer, and
+  announces oneDNN and CPU features at start-up)."""
+  if quiet:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if 'jax' in sys.modules and _backends_started():
     return  # too late for XLA_FLAGS; keep whatever this process already runs with
   if not has_gpu_plugin():
+    # Without a plugin the CPU is the only backend; naming it spares jax's probe for a TPU
+    # (and its "Unable to initialize backend 'tpu'" line).
+    os.environ.setdefault('JAX_PLATFORMS', 'cpu')
     flags = os.environ.get('XLA_FLAGS', '')
     if '--xla_backend_optimization_level' not in flags:
       os.environ['XLA_FLAGS'] = (flags + ' --xla_backend_optimization_level=1').strip()

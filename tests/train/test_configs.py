@@ -61,7 +61,7 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
     checks.validate_config(config)
   config = semkitti.get_config('smoke')
   config.data.data_dir = str(tmp_path)
-  with pytest.raises(ValueError, match=r'--config.data.manual_dir=DIR'):
+  with pytest.raises(FileNotFoundError, match=r'--config.data.manual_dir=DIR.*sequences'):
     trainer.train_and_evaluate(config, str(tmp_path / 'run'))
   config.data.manual_dir = str(tmp_path / 'nowhere')
   with pytest.raises(FileNotFoundError, match='nowhere is not a directory'):

@@ -4,6 +4,7 @@ One workdir is carried through the stages a researcher meets: train (boundary ne
 evaluation, exports) -> resume -> --mode=eval -> a run that diverges.
 """
 import json
+import logging
 import math
 
 import numpy as np
@@ -18,11 +19,41 @@ def _steps(directory):
   return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
 
 
-def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path):
+def _mesh_clouds(event_dir):
+  """{tag: {content type: array}} of the mesh-plugin summaries in a TensorBoard event folder,
+  read back the way TensorBoard's mesh plugin reads them (its metadata, its tensors)."""
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.plugins.mesh import metadata as mesh_metadata
+  from tensorboard.util import tensor_util
+  acc = event_accumulator.EventAccumulator(str(event_dir), size_guidance={event_accumulator.TENSORS: 0})
+  acc.Reload()
+  clouds = {}
+  for tag in acc.Tags()['tensors']:
+    meta = acc.SummaryMetadata(tag)
+    if meta.plugin_data.plugin_name != mesh_metadata.PLUGIN_NAME:
+      continue
+    data = mesh_metadata.parse_plugin_metadata(meta.plugin_data.content)
+    clouds.setdefault(data.name, {})[data.content_type] = tensor_util.make_ndarray(acc.Tensors(tag)[-1].tensor_proto)
+  return clouds
+
+
+def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   config = synthetic_config.get_config('smoke')
   config.data.data_dir = str(tmp_path / 'tfds')
   work = tmp_path / 'run'
-  summary = trainer.train_and_evaluate(config, str(work))
+  with caplog.at_level(logging.INFO):
+    summary = trainer.train_and_evaluate(config, str(work))
+
+  # The console names each compile before it starts and gives an ETA from the second step on.
+  messages = [r.getMessage() for r in caplog.records]
+  first_step = next(i for i, m in enumerate(messages) if m.startswith('step 1/6'))
+  compiles = [i for i, m in enumerate(messages) if m.startswith('compiling the WS3D train step for a bucket')]
+  assert compiles and compiles[0] < first_step
+  for what in ("the model initialisation", "the boundary network's train step", 'the whole-scene prediction'):
+    assert any(m.startswith(f'compiling {what}') for m in messages), what
+  assert 'compile included' in messages[first_step]
+  assert any(m.startswith('step 2/6') and 'steps/s, ETA' in m for m in messages)
+  assert any(m.startswith('boundary network step 2/4') and 'ETA' in m for m in messages)
 
   assert (tmp_path / 'tfds' / 'synthetic').is_dir()  # the embedded default was built as a TFDS data set
   metrics = json.loads((work / 'eval' / 'metrics.json').read_text())
@@ -34,12 +65,33 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path):
   assert np.asarray(metrics['confusion']).sum() == metrics['points']
   assert _steps(work / 'checkpoints') == [3, 6] and _steps(work / 'checkpoints_best') == [6]
   assert list((work / 'tensorboard').glob('events.out.tfevents.*'))
+  # Prediction and ground truth of the first evaluation scene as point clouds for the mesh plugin.
+  from tensorboard.plugins.mesh import plugin_data_pb2
+  vertex, colour = plugin_data_pb2.MeshPluginData.VERTEX, plugin_data_pb2.MeshPluginData.COLOR
+  clouds = _mesh_clouds(work / 'tensorboard')
+  eval_scenes = trainer.sources.load_experiment(config, work).eval_scenes
+  shown = [eval_scenes[i]['scene_id'] for i in range(min(config.eval.tensorboard_scenes, len(eval_scenes)))]
+  assert set(clouds) == {f'scenes/{sid}/{k}' for sid in shown for k in ('ground_truth', 'prediction')}
+  scene = eval_scenes[0]
+  truth = clouds[f'scenes/{scene["scene_id"]}/ground_truth']
+  assert truth[vertex].shape == (1, len(scene['xyz']), 3) and truth[colour].dtype == np.uint8
+  np.testing.assert_allclose(truth[vertex][0], scene['xyz'], atol=1e-6)
+  palette = trainer.PALETTES['synthetic']
+  np.testing.assert_array_equal(truth[colour][0], palette[scene['semantic']])
   assert len(list((work / 'eval' / 'ply').glob('*.ply'))) == 1
   split = json.loads((work / 'split.json').read_text())
   assert abs(split['achieved_ratio'] - 0.1) < 0.01 and split['cut'] is not None
   manifest = json.loads((work / 'boundary' / 'manifest.json').read_text())
   assert manifest['scenes'] == len(split['unlabeled'])
   boundary_mtime = (work / 'boundary' / 'points.npz').stat().st_mtime_ns
+
+  # The same command again: the run is complete, says so, and trains or evaluates nothing.
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    again = trainer.train_and_evaluate(config, str(work))
+  assert again['miou'] == summary['miou'] and again['step'] == 6
+  assert any(r.getMessage().startswith('this run is complete: step 6 of 6') for r in caplog.records)
+  assert not any(r.getMessage().startswith(('compiling', 'step ')) for r in caplog.records)
 
   # A second run in the same workdir resumes at the last step and reuses the boundary points.
   config.train.steps = 8

@@ -18,13 +18,19 @@ The same data sets build from the command line:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import io
+import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Mapping
+
+from ws3d_jax import progress
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,13 @@ BUILDER_MODULES = {
     'synthetic': 'tfds_builders.synthetic.synthetic_dataset_builder',
 }
 LOCAL_BEAM_RUNNER = 'FnApiRunner'
+# What manual_dir must hold, in one line (the builders' MANUAL_DOWNLOAD_INSTRUCTIONS say more).
+LAYOUTS = {
+    'semantic_kitti': 'sequences/<SS>/velodyne/<NNNNNN>.bin and sequences/<SS>/labels/<NNNNNN>.label',
+    'scannet': 'scans/<scene>/<scene>_vh_clean_2.ply with its .labels.ply, .0.010000.segs.json and '
+               '.aggregation.json (or scannet_instance_data/<scene>_vert.npy)',
+    's3dis': 'Area_<N>/<room>/Annotations/*.txt (Stanford3dDataset_v1.2_Aligned_Version)',
+}
 # Names used elsewhere in the project (labels.CLASSES, DATASET_PARAMS, config data.name).
 ALIASES = {'semantickitti': 'semantic_kitti', 'kitti': 'semantic_kitti',
            'scannet_v2': 'scannet', 'scannetv2': 'scannet'}
@@ -169,18 +182,21 @@ def load_or_build(name: str, data_dir: str | os.PathLike,
   import tensorflow_datasets as tfds
   name = canonical_name(name)
   builder = make_builder(name, data_dir, config)
-  if not builder.is_prepared():
+  if builder.is_prepared():
+    check_raw_unchanged(name, Path(builder.data_path), manual_dir)
+    log.info('reading %s/%s from %s', name, builder.builder_config.name, builder.data_path)
+  else:
     needs_manual = bool(builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
     if needs_manual and manual_dir is None:
       raise FileNotFoundError(
           f'{name} ({builder.builder_config.name}) is not built in {builder.data_path}; '
-          f'pass manual_dir (the downloaded data set) to build it, or build it with '
-          f'`tfds build tfds_builders/{name} --manual_dir=DIR --data_dir={data_dir}`')
+          f'pass manual_dir, the download holding {LAYOUTS.get(name, "the raw files")}, to build it')
     kwargs = {}
     if manual_dir is not None:
       manual = Path(manual_dir).expanduser()
       if not manual.is_dir():
-        raise FileNotFoundError(f'{name}: manual_dir {manual} is not a directory')
+        raise FileNotFoundError(f'{name}: manual_dir {manual} is not a directory; it should hold '
+                                f'{LAYOUTS.get(name, "the raw files")}')
       kwargs['manual_dir'] = os.fspath(manual)
     if beam or beam_options is not None or beam_runner is not None:
       beam_lib = tfds.core.lazy_imports.apache_beam
@@ -195,5 +211,62 @@ def load_or_build(name: str, data_dir: str | os.PathLike,
       kwargs.update(beam_options=beam_options, beam_runner=beam_runner)
     log.info('building %s/%s in %s%s', name, builder.builder_config.name, builder.data_path,
              ' with Apache Beam' if 'beam_options' in kwargs else '')
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(**kwargs))
+    t0 = time.monotonic()
+    # TFDS prints its own banner ("Downloading and preparing dataset Unknown size") and tqdm bars
+    # to the terminal, which turn into escape codes in a log file; the line above and the
+    # reminders of progress.Activity say the same in the log.
+    tfds.disable_progress_bar()
+    with contextlib.redirect_stdout(io.StringIO()), progress.Activity.current().doing(
+        f'building {name}/{builder.builder_config.name} in {builder.data_path}'):
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(**kwargs))
+    log.info('built %s/%s in %s', name, builder.builder_config.name, progress.duration(time.monotonic() - t0))
+    if manual_dir is not None:
+      write_raw_fingerprint(Path(builder.data_path), Path(manual_dir).expanduser())
   return read_built(builder.data_path, raw=raw)
+
+
+# --- which raw files a build came from ------------------------------------------------------------
+
+RAW_FINGERPRINT = 'ws3d_raw_files.json'  # beside TFDS's dataset_info.json in the built folder
+
+
+def raw_fingerprint(manual_dir: Path) -> dict:
+  """{relative path: [size, mtime_ns]} of every file under manual_dir (stat only, no reads)."""
+  out = {}
+  for root, dirs, files in os.walk(manual_dir):
+    dirs.sort()
+    for f in sorted(files):
+      path = Path(root) / f
+      st = path.stat()
+      out[path.relative_to(manual_dir).as_posix()] = [st.st_size, st.st_mtime_ns]
+  return out
+
+
+def write_raw_fingerprint(data_path: Path, manual_dir: Path) -> None:
+  tmp = data_path / (RAW_FINGERPRINT + '.tmp')
+  tmp.write_text(json.dumps({'manual_dir': os.fspath(manual_dir.resolve()), 'files': raw_fingerprint(manual_dir)}))
+  tmp.replace(data_path / RAW_FINGERPRINT)
+
+
+def check_raw_unchanged(name: str, data_path: Path, manual_dir) -> None:
+  """Refuses a build whose raw files have changed since (added, removed, resized or touched),
+  naming them and the command that rebuilds. Builds without a record (made by ``tfds build``,
+  or before records were kept) and runs without manual_dir are trusted, and the log says so."""
+  record_path = data_path / RAW_FINGERPRINT
+  if manual_dir is None:
+    return
+  manual = Path(manual_dir).expanduser()
+  if not record_path.is_file():
+    log.warning('%s in %s has no record of the raw files it was built from; not checked against %s',
+                name, data_path, manual)
+    return
+  if not manual.is_dir():
+    raise FileNotFoundError(f'{name}: manual_dir {manual} is not a directory (the data set is built in '
+                            f'{data_path}; drop --config.data.manual_dir to use that build)')
+  old = json.loads(record_path.read_text())['files']
+  new = raw_fingerprint(manual)
+  changed = sorted(set(old) ^ set(new) | {k for k in set(old) & set(new) if old[k] != new[k]})
+  if changed:
+    shown = ', '.join(changed[:3]) + (f' and {len(changed) - 3} more' if len(changed) > 3 else '')
+    raise RuntimeError(f'{name} in {data_path} was built from other raw files than {manual} holds now '
+                       f'({shown} changed). Rebuild it: rm -r {data_path} and run again.')

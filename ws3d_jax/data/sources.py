@@ -129,9 +129,10 @@ def load_sources(config) -> tuple:
     builder_config = {'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene,
                       'room_seed': d.get('room_seed', 0)}
   elif not d.manual_dir and not build.is_built(name, d.data_dir):
-    raise ValueError(f'{name} is not built in {d.data_dir}: pass the downloaded data set with '
-                     f'--config.data.manual_dir=DIR (it is built there on first use), or point '
-                     f'--config.data.data_dir at a directory where it is built')
+    raise FileNotFoundError(
+        f'{name} is not built in {d.data_dir}: pass its download with --config.data.manual_dir=DIR (built on '
+        f'first use), DIR holding {build.LAYOUTS[name]};\nor point --config.data.data_dir at a built copy. '
+        'README, "Data sets", says where to get it.')
   sources = build.load_or_build(name, d.data_dir, manual_dir=d.manual_dir or None, config=builder_config)
   train = sources.get('train')
   if train is None or not len(train):

@@ -240,6 +240,43 @@ def confusion_image(conf: np.ndarray, class_names, cell: int = 12) -> np.ndarray
 
 
 # --------------------------------------------------------------------------------------------
+# Point clouds for TensorBoard's mesh plugin.
+
+def point_cloud_summaries(tag: str, xyz, train_ids, palette, max_points: int = 20000,
+                          seed: int = 0) -> tuple[dict, dict]:
+  """(values, metadata) for a MetricWriter's ``write_summaries``: one coloured point cloud in
+  the layout of TensorBoard's mesh plugin (a vertex tensor and a colour tensor, each (1, N, 3),
+  with the plugin's metadata), as ``tensorboard.plugins.mesh.summary_v2.mesh`` writes it.
+
+  Scenes are subsampled to ``max_points`` (the same points for every call with the same seed
+  and size, so a prediction and its ground truth show the same points); ignore ids are grey.
+  """
+  from tensorboard.plugins.mesh import metadata as mesh_metadata  # noqa: PLC0415 (TensorBoard)
+  from tensorboard.plugins.mesh import plugin_data_pb2  # noqa: PLC0415
+
+  xyz = np.asarray(xyz, np.float32)
+  ids = np.asarray(train_ids)
+  if xyz.ndim != 2 or xyz.shape[1] != 3 or len(ids) != len(xyz):
+    raise ValueError(f'{tag}: need xyz (N, 3) and N ids, got {xyz.shape} and {ids.shape}')
+  if len(xyz) > max_points:
+    keep = np.sort(np.random.default_rng(seed).choice(len(xyz), max_points, replace=False))
+    xyz, ids = xyz[keep], ids[keep]
+  lut = np.full((256, 3), IGNORE_RGB, np.uint8)
+  palette = np.asarray(palette, np.uint8)
+  lut[:len(palette)] = palette
+  colours = lut[np.clip(ids, 0, 255).astype(np.int64)]
+  parts = {plugin_data_pb2.MeshPluginData.VERTEX: xyz[None], plugin_data_pb2.MeshPluginData.COLOR: colours[None]}
+  components = mesh_metadata.get_components_bitmask(list(parts))
+  values, meta = {}, {}
+  for content_type, array in parts.items():
+    name = mesh_metadata.get_instance_name(tag, content_type)
+    values[name] = array
+    meta[name] = mesh_metadata.create_summary_metadata(tag, None, content_type, components, list(array.shape),
+                                                       json_config='{}')
+  return values, meta
+
+
+# --------------------------------------------------------------------------------------------
 # Dispatcher.
 
 def export_predictions(dataset: str, out_dir: str | os.PathLike, scene_id: str, xyz,

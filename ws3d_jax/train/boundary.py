@@ -19,7 +19,7 @@ import numpy as np
 import ml_collections
 from flax import jax_utils
 
-from ws3d_jax import sparse
+from ws3d_jax import progress, sparse
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.data.labels import IGNORE_LABEL
@@ -72,11 +72,15 @@ def boundary_points(config, data, workdir: Path, writer) -> dict:
 
   variables, model, profile = train_boundary_net(config, data, writer)
   predict = lambda scene: scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
-  threshold = decision_threshold(config.boundary.threshold, predict, data.labeled)
+  with progress.Activity.current().doing('boundary network: choosing its threshold on the labeled scenes'):
+    threshold = decision_threshold(config.boundary.threshold, predict, data.labeled)
   points = {}
-  for i in range(len(data.unlabeled)):
-    points[data.unlabeled.key(i)] = predict(data.unlabeled[i]) > threshold
-  quality = boundary_quality(predict, threshold, data, config)
+  with progress.Activity.current().doing(lambda: f'boundary points: {len(points)} of {len(data.unlabeled)} '
+                                                 'unlabeled scenes done'):
+    for i in range(len(data.unlabeled)):
+      points[data.unlabeled.key(i)] = predict(data.unlabeled[i]) > threshold
+  with progress.Activity.current().doing('boundary network: precision and recall on evaluation scenes'):
+    quality = boundary_quality(predict, threshold, data, config)
   writer.write_scalars(config.boundary.steps, {f'boundary/{k}': v for k, v in quality.items()})
   logging.info('boundary network on %d evaluation scenes (never trained on): %s. Its points set w_ij of the '
                'unlabeled scenes; an F1 far below 0.5 means the energy mostly pulls neighbours together.',
@@ -117,26 +121,35 @@ def train_boundary_net(config, data, writer):
   model = make_boundary_model(config)
   tx, _ = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
   first = batcher(elements)
-  state = steps.create_train_state(jax.random.PRNGKey(config.seed + 7), model, tx,
-                                   jax.tree.map(lambda x: x[0], first['view0']), first['caps'])
+  with progress.Compiles('the boundary network\'s initialisation', 'seconds to a minute').around(None):
+    state = steps.create_train_state(jax.random.PRNGKey(config.seed + 7), model, tx,
+                                     jax.tree.map(lambda x: x[0], first['view0']), first['caps'])
   state = steps.replicate(state)
   key = steps.replicate(jax.random.PRNGKey(config.seed + 8))
   objective = BoundaryObjective(alpha=b.focal_alpha)
   stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
                                     num_threads=config.data.num_threads)
+  timer = progress.StepTimer('boundary network', 0, b.steps)
+  compiles = progress.Compiles('the boundary network\'s train step')
   t0 = time.time()
-  for step in range(1, b.steps + 1):
-    batch = next(stream)
-    state, metrics = steps.train_step(state, device_arrays(batch), key, batch['caps'], model, objective)
-    if step % config.train.log_every == 0 or step == b.steps:
-      m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
-      sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
-      if m['nonfinite']:
-        raise FloatingPointError(f'the boundary network\'s focal loss became NaN/inf by step {step}; '
-                                 'lower optim.lr or check the labeled scenes')
-      writer.write_scalars(step, {'boundary/focal_loss': float(m['loss']), 'boundary/grad_norm': float(m['grad_norm'])})
-      logging.info('boundary network step %d/%d  focal %.4f  (%.1f s)', step, b.steps, float(m['loss']),
-                   time.time() - t0)
+  with progress.Activity.current().doing(timer.status):
+    for step in range(1, b.steps + 1):
+      batch = next(stream)
+      with compiles.around(batch['caps'], progress.caps_detail(batch['caps'])):
+        state, metrics = steps.train_step(state, device_arrays(batch), key, batch['caps'], model, objective)
+      timer.dispatched(step, compiles.compiled)
+      if step % config.train.log_every == 0 or step == b.steps or step <= 2:
+        m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
+        timer.synced(step)
+        sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+        if m['nonfinite']:
+          raise FloatingPointError(f'the boundary network\'s focal loss became NaN/inf by step {step}; '
+                                   'lower optim.lr or check the labeled scenes')
+        writer.write_scalars(step, {'boundary/focal_loss': float(m['loss']),
+                                    'boundary/grad_norm': float(m['grad_norm'])})
+        speed = (f'first step, compile included: {progress.duration(time.time() - t0)}' if step == 1
+                 else timer.speed())
+        logging.info('boundary network step %d/%d  focal %.4f  (%s)', step, b.steps, float(m['loss']), speed)
   state = jax.device_get(jax_utils.unreplicate(state))
   return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
 

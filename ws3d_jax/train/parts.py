@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ws3d_jax import sparse
+from ws3d_jax import progress, sparse
 from ws3d_jax.data import pipeline
 from ws3d_jax.losses.contrast import ContrastParams
 from ws3d_jax.losses.energy import EnergyParams
@@ -94,6 +94,8 @@ def device_arrays(batch: dict) -> dict:
 # the prediction function (tens of seconds on a CPU), and a room data set's scenes spread over
 # 4-6 rungs of the 1.25 ladder but over 1-2 of a 2x one; inference pays at most 2x padding.
 WHOLE_SCENE_GROWTH = 2.0
+# One per process, as jit's own cache of predict_step is (keyed by the same static arguments).
+_PREDICT_COMPILES = progress.Compiles('the whole-scene prediction', 'tens of seconds on a small CPU')
 
 
 def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
@@ -111,7 +113,8 @@ def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]
 def scene_logits(variables, scene: dict, voxel_size: float, profile, model) -> np.ndarray:
   """Per-point logits (N, C) of one whole, unaugmented scene: every point reads its voxel."""
   arrays, caps = scene_arrays(scene, voxel_size, profile)
-  logits, needed = predict_step(variables, {k: arrays[k] for k in pipeline.VIEW_KEYS}, caps, model)
+  with _PREDICT_COMPILES.around((caps, model), progress.caps_detail(caps)):
+    logits, needed = predict_step(variables, {k: arrays[k] for k in pipeline.VIEW_KEYS}, caps, model)
   sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
   return np.asarray(logits)[:len(scene['xyz'])]
 

@@ -25,10 +25,10 @@ import orbax.checkpoint as ocp
 from clu import metric_writers
 from flax import jax_utils
 
-from ws3d_jax import sparse
+from ws3d_jax import progress, sparse
 from ws3d_jax.data import pipeline, sources
 from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.data.labels import IGNORE_LABEL
+from ws3d_jax.data.labels import IGNORE_LABEL, PALETTES
 from ws3d_jax.evaluation import export, semantic
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import boundary, checks, memory_maps, steps
@@ -36,6 +36,7 @@ from ws3d_jax.train.parts import (device_arrays, epoch_steps, fit_profile, make_
                                   make_optimizer, pin_profile, scene_logits)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
+LOGGED_TERMS = ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight')
 
 
 # --- batches -------------------------------------------------------------------------------------
@@ -70,16 +71,31 @@ def evaluate(variables, data: sources.Experiment, config, profile, model, max_sc
   num_classes = len(data.class_names)
   conf = np.zeros((num_classes, num_classes), np.int64)
   count = len(data.eval_scenes) if not max_scenes else min(max_scenes, len(data.eval_scenes))
-  for i in range(count):
+  done = [0]
+  with progress.Activity.current().doing(lambda: f'evaluating: {done[0]} of {count} scenes done'):
+    for i in range(count):
+      scene = data.eval_scenes[i]
+      pred = predict_scene(variables, scene, config, profile, model)
+      conf += semantic.confusion(pred, scene['semantic'], num_classes, IGNORE_LABEL)
+      if export_dir is not None:
+        formats = set(config.eval.export)
+        if 'ply' in formats and i >= config.eval.ply_scenes:
+          formats.discard('ply')
+        export.export_predictions(data.label_set, export_dir, scene['scene_id'], scene['xyz'], pred, formats)
+      done[0] = i + 1
+  return semantic.summarize(conf, data.class_names), conf
+
+
+def write_point_clouds(writer, step: int, variables, data: sources.Experiment, config, profile, model) -> None:
+  """Prediction and ground truth of the first ``eval.tensorboard_scenes`` evaluation scenes as
+  coloured point clouds for TensorBoard's mesh plugin (tab "Mesh"), the data set's palette."""
+  palette = PALETTES[data.label_set]
+  for i in range(min(config.eval.tensorboard_scenes, len(data.eval_scenes))):
     scene = data.eval_scenes[i]
     pred = predict_scene(variables, scene, config, profile, model)
-    conf += semantic.confusion(pred, scene['semantic'], num_classes, IGNORE_LABEL)
-    if export_dir is not None:
-      formats = set(config.eval.export)
-      if 'ply' in formats and i >= config.eval.ply_scenes:
-        formats.discard('ply')
-      export.export_predictions(data.label_set, export_dir, scene['scene_id'], scene['xyz'], pred, formats)
-  return semantic.summarize(conf, data.class_names), conf
+    for kind, ids in (('prediction', pred), ('ground_truth', scene['semantic'])):
+      writer.write_summaries(step, *export.point_cloud_summaries(f'scenes/{scene["scene_id"]}/{kind}',
+                                                                 scene['xyz'], ids, palette))
 
 
 def write_eval(writer, step: int, summary: dict, conf: np.ndarray, class_names, prefix: str = 'val') -> None:
@@ -100,10 +116,11 @@ class Task:
   format_summary: Callable  # summary -> the table for the log
   max_proposals: Callable = lambda config: 0  # proposals per batch (0: no instance arrays)
   before_step: Callable | None = None  # (config, model, total_steps) -> (state, step, batch) -> batch (host)
+  write_clouds: Callable | None = None  # (writer, step, variables, data, config, profile, model), final eval
 
 
 SEMANTIC = Task(metric='miou', make_model=make_model, make_objective=make_objective, evaluate=evaluate,
-                write_eval=write_eval, format_summary=semantic.format_table)
+                write_eval=write_eval, format_summary=semantic.format_table, write_clouds=write_point_clouds)
 
 
 def task_of(config) -> Task:
@@ -114,6 +131,16 @@ def task_of(config) -> Task:
     from ws3d_jax.train import instance  # noqa: PLC0415  (the semantic task does not need it)
     return instance.TASK
   raise ValueError(f'config.task must be semantic or instance, got {name!r}')
+
+
+# --- events --------------------------------------------------------------------------------------
+
+def make_writer(logdir: Path):
+  """TensorBoard events from the first process only. Not clu's default writer: that one also logs
+  every scalar of every logged step as one long line, beside the trainer's own line."""
+  if jax.process_index() > 0:
+    return metric_writers.MultiWriter([])
+  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(logdir)))
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -151,12 +178,22 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
-  writer = metric_writers.create_default_writer(str(workdir / 'tensorboard'), just_logging=jax.process_index() > 0)
+  writer = make_writer(workdir / 'tensorboard')
   data = sources.load_experiment(config, workdir)
   num_classes = len(data.class_names)
   devices = jax.local_device_count()
   t = config.train
   task = task_of(config)
+  per_epoch = epoch_steps(len({e['scene'] for e in data.split['labeled'] + data.split['unlabeled']}), config)
+  total_steps = t.steps or t.epochs * per_epoch
+  latest, best = checkpoint_managers(workdir, t.keep_checkpoints, task.metric)
+  if mode == 'train':
+    done = completed_metrics(workdir, latest, total_steps)
+    if done is not None:
+      logging.info('this run is complete: step %d of %d, %s %.1f (%s). Nothing to do; --mode=eval evaluates '
+                   'it again, a larger --config.train.steps continues it.', total_steps, total_steps, task.metric,
+                   100 * done[task.metric], workdir / 'eval' / 'metrics.json')
+      return done
 
   batcher = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=devices,
                              max_proposals=task.max_proposals(config))
@@ -167,13 +204,11 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
                                   config)
   model = task.make_model(config, num_classes)
   eval_model = model.clone(bn_axis=None)
-  per_epoch = epoch_steps(len({e['scene'] for e in data.split['labeled'] + data.split['unlabeled']}), config)
-  total_steps = t.steps or t.epochs * per_epoch
   tx, schedule = make_optimizer(config.optim, total_steps, per_epoch)
   first = batcher(elements)
   shard0 = jax.tree.map(lambda x: x[0], first['view0'])
-  state = steps.create_train_state(jax.random.PRNGKey(config.seed), model, tx, shard0, first['caps'])
-  latest, best = checkpoint_managers(workdir, t.keep_checkpoints, task.metric)
+  with progress.Compiles('the model initialisation', 'seconds to a minute').around(None):
+    state = steps.create_train_state(jax.random.PRNGKey(config.seed), model, tx, shard0, first['caps'])
 
   if mode == 'eval':
     state, step = restore_for_eval(latest, best, config.eval.checkpoint, state)
@@ -202,6 +237,18 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     best.save(total_steps, args=ocp.args.StandardSave(state), metrics={task.metric: summary[task.metric]})
     best.wait_until_finished()
   return summary
+
+
+def completed_metrics(workdir: Path, latest, total_steps: int) -> dict | None:
+  """The final metrics of a run that already reached total_steps and evaluated them, else None."""
+  path = workdir / 'eval' / 'metrics.json'
+  if latest.latest_step() != total_steps or not path.is_file():
+    return None
+  try:
+    metrics = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None  # unreadable: evaluate again rather than trust it
+  return metrics if metrics.get('step') == total_steps else None
 
 
 def init_from(workdir: str, step: int, state):
@@ -238,41 +285,52 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
   rng = steps.replicate(jax.random.PRNGKey(config.seed + 1))
   nonfinite = jnp.zeros((), jnp.int32)
   last_good = start
+  timer = progress.StepTimer('WS3D training', start, total_steps)
+  compiles = progress.Compiles('the WS3D train step')
   t0, points, t_steps = time.time(), 0, 0
-  for step in range(start + 1, total_steps + 1):
-    batch = next(stream)
-    if before_step is not None:
-      batch = before_step(state, step, batch)
-    state, metrics = steps.train_step(state, device_arrays(batch), rng, batch['caps'], model, objective)
-    nonfinite = nonfinite + metrics['nonfinite'][0]
-    points += int(batch['view0']['point_valid'].sum())
-    t_steps += 1
-    is_last = step == total_steps
-    if step % t.log_every == 0 or is_last:
-      m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
-      sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
-      _stop_if_nonfinite(int(nonfinite), step, last_good, latest.directory)
-      elapsed = time.time() - t0
-      scalars = {k: float(v) for k, v in m.items() if k != 'nonfinite'}
-      scalars.update(lr=float(schedule(step - 1)), points_per_second=points / elapsed, steps_per_second=t_steps / elapsed)
-      writer.write_scalars(step, scalars)
-      logging.info('step %d/%d  loss %.4f  %s  %.2f steps/s', step, total_steps, scalars['loss'],
-                   '  '.join(f'{k} {scalars[k]:.4f}' for k in ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight') if k in scalars),
-                   scalars['steps_per_second'])
-      t0, points, t_steps = time.time(), 0, 0
-    evaluate_now = t.eval_every and (step % t.eval_every == 0) and not is_last
-    if step % t.checkpoint_every == 0 or is_last or evaluate_now:
-      _stop_if_nonfinite(int(nonfinite), step, last_good, latest.directory)
-      host_state = jax.device_get(jax_utils.unreplicate(state))
-      latest.save(step, args=ocp.args.StandardSave(host_state))
-      last_good = step
-      if evaluate_now:
-        summary, conf = task.evaluate({'params': host_state.params, 'batch_stats': host_state.batch_stats}, data,
-                                      config, batcher.profile, eval_model, config.eval.max_scenes_during_training, None)
-        task.write_eval(writer, step, summary, conf, data.class_names)
-        best.save(step, args=ocp.args.StandardSave(host_state), metrics={task.metric: summary[task.metric]})
-        logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
-        append_history(latest.directory.parent, step, task.metric, summary[task.metric])
+  with progress.Activity.current().doing(timer.status):
+    for step in range(start + 1, total_steps + 1):
+      batch = next(stream)
+      if before_step is not None:
+        batch = before_step(state, step, batch)
+      with compiles.around(batch['caps'], progress.caps_detail(batch['caps'])):
+        state, metrics = steps.train_step(state, device_arrays(batch), rng, batch['caps'], model, objective)
+      timer.dispatched(step, compiles.compiled)
+      nonfinite = nonfinite + metrics['nonfinite'][0]
+      points += int(batch['view0']['point_valid'].sum())
+      t_steps += 1
+      is_last = step == total_steps
+      # The first two steps are logged too: the first says what the compile cost, the second
+      # gives the first ETA.
+      if step % t.log_every == 0 or is_last or step - start <= 2:
+        m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
+        timer.synced(step)
+        sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+        _stop_if_nonfinite(int(nonfinite), step, last_good, latest.directory)
+        elapsed = time.time() - t0
+        scalars = {k: float(v) for k, v in m.items() if k != 'nonfinite'}
+        scalars.update(lr=float(schedule(step - 1)), points_per_second=points / elapsed,
+                       steps_per_second=t_steps / elapsed)
+        writer.write_scalars(step, scalars)
+        terms = '  '.join(f'{k} {scalars[k]:.4f}' for k in LOGGED_TERMS if k in scalars)
+        speed = (f'first step, compile included: {progress.duration(elapsed)}' if step == start + 1
+                 else timer.speed())
+        logging.info('step %d/%d  loss %.4f  %s  (%s)', step, total_steps, scalars['loss'], terms, speed)
+        t0, points, t_steps = time.time(), 0, 0
+      evaluate_now = t.eval_every and (step % t.eval_every == 0) and not is_last
+      if step % t.checkpoint_every == 0 or is_last or evaluate_now:
+        _stop_if_nonfinite(int(nonfinite), step, last_good, latest.directory)
+        host_state = jax.device_get(jax_utils.unreplicate(state))
+        latest.save(step, args=ocp.args.StandardSave(host_state))
+        last_good = step
+        if evaluate_now:
+          summary, conf = task.evaluate({'params': host_state.params, 'batch_stats': host_state.batch_stats},
+                                        data, config, batcher.profile, eval_model,
+                                        config.eval.max_scenes_during_training, None)
+          task.write_eval(writer, step, summary, conf, data.class_names)
+          best.save(step, args=ocp.args.StandardSave(host_state), metrics={task.metric: summary[task.metric]})
+          logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
+          append_history(latest.directory.parent, step, task.metric, summary[task.metric])
   latest.wait_until_finished()
   return jax.device_get(jax_utils.unreplicate(state))
 
@@ -303,6 +361,8 @@ def finish(state, step, data, config, profile, eval_model, writer, workdir: Path
   summary, conf = task.evaluate(variables, data, config, profile, eval_model, 0, out)
   logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), task.format_summary(summary))
   task.write_eval(writer, step, summary, conf, data.class_names)
+  if task.write_clouds is not None and config.eval.tensorboard_scenes:
+    task.write_clouds(writer, step, variables, data, config, profile, eval_model)
   writer.flush()
   summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names)}
   tmp = out / 'metrics.json.tmp'

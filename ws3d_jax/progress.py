@@ -1,0 +1,149 @@
+"""What the console says while a run works: steps/s and ETA, a line before each compile, and a
+reminder of the current activity whenever the log has been quiet for a while.
+
+XLA compiles the sparse network for one to two minutes on a small CPU, and a step of the main
+job takes seconds: without these lines a run looks hung. ``Activity`` is a daemon thread that
+watches the log; when nothing was logged for ``quiet_s`` seconds it logs what the run is doing
+now (a callable, so the line carries the current step and ETA).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+
+QUIET_S = 25.0
+
+
+class _LastRecord(logging.Handler):
+  """Remembers when the last INFO-or-louder record was logged (prints nothing)."""
+
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self.at = time.monotonic()
+
+  def emit(self, record):
+    self.at = time.monotonic()
+
+
+class Activity:
+  """``with Activity.current().doing(lambda: 'compiling ...'):`` -- said again while quiet."""
+
+  _instance = None
+  _lock = threading.Lock()
+
+  def __init__(self, quiet_s: float = QUIET_S):
+    self.quiet_s = quiet_s
+    self._what = None
+    self._since = time.monotonic()
+    self._last = _LastRecord()
+    logging.getLogger().addHandler(self._last)
+    threading.Thread(target=self._watch, name='ws3d-activity', daemon=True).start()
+
+  @classmethod
+  def current(cls) -> 'Activity':
+    with cls._lock:
+      if cls._instance is None:
+        cls._instance = Activity()
+      return cls._instance
+
+  @contextlib.contextmanager
+  def doing(self, what):
+    """what: a str or a callable returning one; restored to the outer activity on exit."""
+    outer = self._what, self._since
+    self._what, self._since = what, time.monotonic()
+    try:
+      yield self
+    finally:
+      self._what, self._since = outer
+
+  def _watch(self):
+    while True:
+      time.sleep(1.0)
+      what = self._what
+      if what is None or time.monotonic() - self._last.at < self.quiet_s:
+        continue
+      try:
+        text = what() if callable(what) else what
+      except Exception:  # noqa: BLE001 - a reminder must never take the run down
+        continue
+      logging.info('... %s (%s so far)', text, duration(time.monotonic() - self._since))
+
+
+def duration(seconds: float) -> str:
+  seconds = max(0.0, seconds)
+  if seconds < 90:
+    return f'{seconds:.0f} s'
+  if seconds < 5400:
+    return f'{seconds / 60:.0f} min'
+  return f'{seconds / 3600:.1f} h'
+
+
+class StepTimer:
+  """Steps/s and ETA of a loop, measured between the points where the loop reads its metrics
+  back (the device has then finished the step), from the first of them on: the first step of a
+  loop compiles and would make any rate through it meaningless."""
+
+  def __init__(self, name: str, start: int, total: int):
+    self.name, self.start, self.total = name, start, total
+    self.step = start  # the last step handed to the device
+    self._base = None  # (time, step) of the first read-back
+    self._rate = None
+
+  def dispatched(self, step: int, compiled: bool = False) -> None:
+    """compiled: this step compiled a new program; the rate restarts from the next read-back
+    (keeping the last one until then), so one compile does not count as slow steps."""
+    self.step = step
+    if compiled:
+      self._base = None
+
+  def synced(self, step: int) -> None:
+    now = time.monotonic()
+    if self._base is None:
+      self._base = (now, step)
+    elif step > self._base[1]:
+      self._rate = (step - self._base[1]) / max(now - self._base[0], 1e-9)
+
+  def rate(self) -> float | None:
+    return self._rate
+
+  def eta(self) -> str:
+    if self._rate is None:
+      return 'ETA after the next logged step'
+    return f'ETA {duration((self.total - self.step) / self._rate)}'
+
+  def speed(self) -> str:
+    return self.eta() if self._rate is None else f'{self._rate:.2f} steps/s, {self.eta()}'
+
+  def status(self) -> str:
+    return f'{self.name}: step {self.step}/{self.total}, {self.speed()}'
+
+
+class Compiles:
+  """Says before each compile of a jitted function what is compiled and about how long it takes;
+  one key per distinct shape (a bucket rung), so cached shapes say nothing."""
+
+  def __init__(self, what: str, first_estimate: str = 'a minute or two on a small CPU, seconds on a GPU or '
+                                                      'from the compilation cache'):
+    self.what, self.estimate = what, first_estimate
+    self.seen, self.last_s = set(), None
+    self.compiled = False  # whether the last call through around() compiled
+
+  @contextlib.contextmanager
+  def around(self, key, detail: str = ''):
+    self.compiled = key not in self.seen
+    if not self.compiled:
+      yield
+      return
+    self.seen.add(key)
+    took = self.estimate if self.last_s is None else f'the last one took {duration(self.last_s)}'
+    logging.info('compiling %s%s (%s)', self.what, f' for {detail}' if detail else '', took)
+    t0 = time.monotonic()
+    with Activity.current().doing(f'compiling {self.what}'):
+      yield
+    self.last_s = time.monotonic() - t0
+
+
+def caps_detail(caps) -> str:
+  return f'a bucket of {caps.voxels[0]} voxels'
