@@ -219,3 +219,33 @@ def test_tfds_cli_build(tmp_path):
   sources = build.load_or_build('semantic_kitti', out)  # found complete: no manual_dir needed
   check_sources(sources, 1, {'train': 1, 'validation': 1, 'test': 1})
   assert sources['test'][0]['scene_id'] == '11_000000'
+
+
+# --------------------------------------------------------------------------------------------
+# A build remembers the raw files it came from; a changed download is not read as the old build.
+
+def test_changed_raw_file_is_detected_and_named(tmp_path, caplog):
+  manual, out = tmp_path / 'manual', tmp_path / 'out'
+  write_kitti_scan(manual, 0, 0, seed=1, n=200)
+  write_kitti_scan(manual, 8, 0, seed=3, n=200)
+  build.load_or_build('semantic_kitti', out, manual)
+  data_path = out / 'semantic_kitti' / 'default' / '1.0.0'
+  assert (data_path / build.RAW_FINGERPRINT).is_file()
+  build.load_or_build('semantic_kitti', out, manual)  # unchanged: read as it is
+  build.load_or_build('semantic_kitti', out)  # no manual_dir: nothing to compare with
+
+  # the user replaces a scan of the download (and its labels) after the build
+  write_kitti_scan(manual, 8, 0, seed=5, n=150)
+  with pytest.raises(RuntimeError, match=r'built from other raw files .*08/velodyne/000000.bin changed.*rm -r'):
+    build.load_or_build('semantic_kitti', out, manual)
+  # the command it names rebuilds from the new files
+  import shutil
+  shutil.rmtree(data_path)
+  sources = build.load_or_build('semantic_kitti', out, manual)
+  assert len(sources['validation'][0]['xyz']) == 150
+
+  # a build without a record (tfds build, or an older version) is used, with a warning
+  (data_path / build.RAW_FINGERPRINT).unlink()
+  with caplog.at_level(logging.WARNING):
+    build.load_or_build('semantic_kitti', out, manual)
+  assert 'no record of the raw files' in caplog.text
