@@ -10,7 +10,7 @@ import logging as pylogging
 import os
 import sys
 
-from ws3d_jax import cli, runtime
+from ws3d_jax import cli, progress, runtime
 
 VERBOSE = '--verbose' in sys.argv
 
@@ -78,6 +78,7 @@ def main(argv):
     logging.info('config:\n%s', _CONFIG.value)
   else:
     logging.get_absl_handler().addFilter(_console_filter)
+  progress.Activity.current().watch(logging.get_absl_handler())
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
   except Exception as e:  # noqa: BLE001 - one or two lines for a person; --verbose for the traceback

@@ -4,7 +4,7 @@ Tokens (comma separated, any order):
   1pct 5pct 10pct 15pct 20pct 25pct 30pct 40pct 100pct   labeled share of the training points
   sup_only         the baseline: labeled scenes and cross-entropy alone, same steps and labeled batch
                    (Table 5, Case 9)
-  smoke            everything shrunk to a couple of minutes on 2 CPU cores; every stage still runs
+  smoke            everything shrunk to about four minutes on 2 CPU cores; every stage still runs
   transductive     the evaluation scenes (without labels) join the unlabeled set
   bf16             bfloat16 compute (float32 parameters, losses and BatchNorm statistics)
   paper            the paper-literal schedule: every term at weight 1 from step 0 (no warm-up, no ramp)
@@ -163,7 +163,7 @@ def apply_tokens(c: ml_collections.ConfigDict, ratio: float, flags: set) -> ml_c
 
 
 def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A couple of minutes on 2 CPU cores, every stage included."""
+  """About four minutes on 2 CPU cores (mostly compiles), every stage included."""
   c.model.backbone, c.model.width_scale, c.model.embed_dim, c.model.chunk = 'minkunet14', 0.25, 16, 256
   c.boundary.backbone, c.boundary.width_scale, c.boundary.steps, c.boundary.batch_size = 'minkunet14', 0.25, 4, 2
   c.boundary.quality_scenes = 1

@@ -41,6 +41,19 @@ class Activity:
     logging.getLogger().addHandler(self._last)
     threading.Thread(target=self._watch, name='ws3d-activity', daemon=True).start()
 
+  def watch(self, handler: logging.Handler) -> None:
+    """Counts quiet time by what ``handler`` lets through (the console's own filters included),
+    instead of by every record: a line the console drops is no sign of life to a person."""
+    logging.getLogger().removeHandler(self._last)
+    last = self._last
+
+    def seen(record):
+      if record.levelno >= logging.INFO:
+        last.at = time.monotonic()
+      return True
+
+    handler.addFilter(seen)  # after the handler's other filters: only records they pass get here
+
   @classmethod
   def current(cls) -> 'Activity':
     with cls._lock:
@@ -81,25 +94,31 @@ def duration(seconds: float) -> str:
 
 
 class StepTimer:
-  """Steps/s and ETA of a loop, measured between the points where the loop reads its metrics
-  back (the device has then finished the step), from the first of them on: the first step of a
-  loop compiles and would make any rate through it meaningless."""
+  """Steps/s and ETA of a loop, measured between the points where the loop reads its results
+  back (the device has then finished that step). The host runs ahead of the device by many
+  steps, so "where the run is" is the last step read back plus what the rate says since.
+
+  The first step of a loop compiles, and so does a step that meets a new bucket rung: the rate
+  restarts after each (keeping its last value until a new one is measured), so one compile
+  does not read as slow steps.
+  """
 
   def __init__(self, name: str, start: int, total: int):
     self.name, self.start, self.total = name, start, total
-    self.step = start  # the last step handed to the device
-    self._base = None  # (time, step) of the first read-back
+    self.queued = start  # the last step handed to the device
+    self.done = start  # the last step read back
+    self._done_at = time.monotonic()
+    self._base = None  # (time, step) the rate is measured from
     self._rate = None
 
   def dispatched(self, step: int, compiled: bool = False) -> None:
-    """compiled: this step compiled a new program; the rate restarts from the next read-back
-    (keeping the last one until then), so one compile does not count as slow steps."""
-    self.step = step
+    self.queued = step
     if compiled:
       self._base = None
 
   def synced(self, step: int) -> None:
     now = time.monotonic()
+    self.done, self._done_at = step, now
     if self._base is None:
       self._base = (now, step)
     elif step > self._base[1]:
@@ -108,16 +127,23 @@ class StepTimer:
   def rate(self) -> float | None:
     return self._rate
 
+  def current(self) -> int:
+    if self._rate is None:
+      return self.done
+    return min(self.queued, int(self.done + self._rate * (time.monotonic() - self._done_at)))
+
   def eta(self) -> str:
     if self._rate is None:
-      return 'ETA after the next logged step'
-    return f'ETA {duration((self.total - self.step) / self._rate)}'
+      return 'ETA after the next step read back'
+    return f'ETA {duration((self.total - self.current()) / self._rate)}'
 
   def speed(self) -> str:
     return self.eta() if self._rate is None else f'{self._rate:.2f} steps/s, {self.eta()}'
 
   def status(self) -> str:
-    return f'{self.name}: step {self.step}/{self.total}, {self.speed()}'
+    if self._rate is None:
+      return f'{self.name}: step {self.done}/{self.total} done, {self.eta()}'
+    return f'{self.name}: about step {self.current()}/{self.total}, {self.speed()}'
 
 
 class Compiles:

@@ -27,7 +27,7 @@ from ws3d_jax.losses.objective import BoundaryObjective
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import steps
 from ws3d_jax.train.parts import (backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer, pin_profile,
-                                  scene_logits)
+                                  read_back, scene_logits)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -138,7 +138,8 @@ def train_boundary_net(config, data, writer):
       with compiles.around(batch['caps'], progress.caps_detail(batch['caps'])):
         state, metrics = steps.train_step(state, device_arrays(batch), key, batch['caps'], model, objective)
       timer.dispatched(step, compiles.compiled)
-      if step % config.train.log_every == 0 or step == b.steps or step <= 2:
+      first_rate = timer.rate() is None and read_back(metrics, timer, step)  # as in trainer.train
+      if step % config.train.log_every == 0 or step == b.steps or step == 1 or first_rate:
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
         sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)

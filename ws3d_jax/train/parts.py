@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -83,6 +84,13 @@ def _adam_step_decay(lr: float, factor: float, boundaries: tuple, grad_clip: flo
   if grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
   return tx, schedule
+
+
+def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
+  """Waits for this step's results and tells the timer; True when that gave it its first rate."""
+  jax.block_until_ready(metrics['loss'])
+  timer.synced(step)
+  return timer.rate() is not None
 
 
 def device_arrays(batch: dict) -> dict:

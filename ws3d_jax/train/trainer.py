@@ -33,7 +33,7 @@ from ws3d_jax.evaluation import export, semantic
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import boundary, checks, memory_maps, steps
 from ws3d_jax.train.parts import (device_arrays, epoch_steps, fit_profile, make_model, make_objective,
-                                  make_optimizer, pin_profile, scene_logits)
+                                  make_optimizer, pin_profile, read_back, scene_logits)
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 LOGGED_TERMS = ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight')
@@ -300,9 +300,11 @@ def train(state, stream, start, total_steps, model, objective, schedule, data, c
       points += int(batch['view0']['point_valid'].sum())
       t_steps += 1
       is_last = step == total_steps
-      # The first two steps are logged too: the first says what the compile cost, the second
-      # gives the first ETA.
-      if step % t.log_every == 0 or is_last or step - start <= 2:
+      # Until the loop has a rate, every step is read back (a host sync a step, for a few
+      # steps), and the step that gives the first rate is logged with its ETA; the first step
+      # is logged with what its compile cost.
+      first_rate = timer.rate() is None and read_back(metrics, timer, step)
+      if step % t.log_every == 0 or is_last or step == start + 1 or first_rate:
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
         sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
