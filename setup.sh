@@ -27,7 +27,15 @@ fi
 stamp=.venv/.requirements.sha
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the pinned packages into .venv (about 2 minutes and 3.9 GB on a fresh machine)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt
+  # pip -q is silent for minutes: say now and then that it is still at work.
+  .venv/bin/python -m pip install -q -r requirements.txt &
+  pip_pid=$!
+  while kill -0 "$pip_pid" 2>/dev/null; do
+    sleep 20
+    if kill -0 "$pip_pid" 2>/dev/null; then echo "setup: still installing (${SECONDS} s)"; fi
+  done
+  wait "$pip_pid"
   echo "$want" > "$stamp"
 fi
