@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Paper defaults (METHOD.md, "Training"); each data set's file sets what differs."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.task = 'semantic'  # or 'instance' (add_instance): ws3d_jax/train/tasks/
 
   c.data = ml_collections.ConfigDict()
   c.data.name = ''
@@ -136,19 +137,24 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def apply_tokens(c: ml_collections.ConfigDict, ratio: float, flags: set) -> ml_collections.ConfigDict:
+  """Each token changes only what it names, so a field a data set's file set stays as it set it
+  unless a token asks otherwise."""
   c.data.label_ratio = ratio
-  c.data.transductive = 'transductive' in flags
+  if 'transductive' in flags:
+    c.data.transductive = True
   if 'bf16' in flags:
     c.model.compute_dtype = 'bfloat16'
   l = c.loss
-  l.boundary_labels = 'no_boundary' not in flags
-  l.pairwise_energy = 'no_pairwise' not in flags
-  l.energy_confidence_mask = 'no_energy_h' not in flags
-  l.contrast_confidence_mask = 'no_contrast_h' not in flags
-  l.region_contrast = 'no_contrast' not in flags
-  l.last_stage_only = 'last_stage' in flags
-  l.supervised_ce = 'no_sce' not in flags
-  l.supervised_contrast = 'sup_contrast' in flags
+  switches = {'no_boundary': 'boundary_labels', 'no_pairwise': 'pairwise_energy', 'no_energy_h':
+              'energy_confidence_mask', 'no_contrast_h': 'contrast_confidence_mask', 'no_contrast': 'region_contrast',
+              'no_sce': 'supervised_ce'}
+  for token, field in switches.items():
+    if token in flags:
+      l[field] = False
+  if 'last_stage' in flags:
+    l.last_stage_only = True
+  if 'sup_contrast' in flags:
+    l.supervised_contrast = True
   if 'paper' in flags:
     l.w_energy = l.w_contrast = 1.0
     l.warmup = l.rampup = 0.0

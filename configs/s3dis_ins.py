@@ -8,10 +8,10 @@ and not scored, as in PointGroup's S3DIS setting.
 from configs import common, s3dis
 
 
-def _defaults(c):
-  s3dis._defaults(c)  # noqa: SLF001
+def defaults(c):
+  s3dis.defaults(c)
   common.add_instance(c, no_instance_classes=('ceiling', 'floor', 'wall'))
 
 
 def get_config(arg: str = ''):
-  return common.get(arg, 'configs/s3dis_ins.py', _defaults, s3dis._smoke)  # noqa: SLF001
+  return common.get(arg, 'configs/s3dis_ins.py', defaults, s3dis.smoke)

@@ -7,14 +7,14 @@ Tokens: see configs/common.py (ratios 1pct..100pct, sup_only, smoke, ablations).
 from configs import common
 
 
-def _defaults(c):
+def defaults(c):
   c.data.name = 'scannet'
   c.data.voxel_size = 0.02
 
 
-def _smoke(c):
+def smoke(c):
   c.data.voxel_size = 0.1
 
 
 def get_config(arg: str = ''):
-  return common.get(arg, 'configs/scannet.py', _defaults, _smoke)
+  return common.get(arg, 'configs/scannet.py', defaults, smoke)

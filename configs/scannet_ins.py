@@ -8,10 +8,10 @@ the ablations, which act on the semantic branch. Wall and floor have no instance
 from configs import common, scannet
 
 
-def _defaults(c):
-  scannet._defaults(c)  # noqa: SLF001  (the data set's settings are shared with the semantic config)
+def defaults(c):
+  scannet.defaults(c)  # the data set's settings, shared with the semantic config
   common.add_instance(c, no_instance_classes=('wall', 'floor'))
 
 
 def get_config(arg: str = ''):
-  return common.get(arg, 'configs/scannet_ins.py', _defaults, scannet._smoke)  # noqa: SLF001
+  return common.get(arg, 'configs/scannet_ins.py', defaults, scannet.smoke)

@@ -8,7 +8,7 @@ Tokens: see configs/common.py (ratios 1pct..100pct, sup_only, smoke, ablations).
 from configs import common
 
 
-def _defaults(c):
+def defaults(c):
   c.data.name = 'semantic_kitti'
   c.data.voxel_size = 0.05
   # Remission is not a colour: no colour jitter. Scans are 50 m+ wide, so no scaling below 0.95.
@@ -17,9 +17,9 @@ def _defaults(c):
   c.data.augment.jitter = 0.01
 
 
-def _smoke(c):
+def smoke(c):
   c.data.voxel_size = 0.2  # a whole scan in a few thousand voxels
 
 
 def get_config(arg: str = ''):
-  return common.get(arg, 'configs/semkitti.py', _defaults, _smoke)
+  return common.get(arg, 'configs/semkitti.py', defaults, smoke)

@@ -8,7 +8,7 @@ Tokens: see configs/common.py (ratios 1pct..100pct, sup_only, smoke, ablations);
 from configs import common
 
 
-def _defaults(c):
+def defaults(c):
   c.data.name = 'synthetic'
   # built on first use (array_record, ~10 s for the rooms) in the TFDS default, ~/tensorflow_datasets
   c.data.num_train = 24
@@ -34,9 +34,9 @@ def _defaults(c):
   c.eval.ply_scenes = 2
 
 
-def _smoke(c):
+def smoke(c):
   c.data.num_train, c.data.num_val, c.data.points_per_scene = 4, 2, 8000
 
 
 def get_config(arg: str = ''):
-  return common.get(arg, 'configs/synthetic.py', _defaults, _smoke, default_ratio='10pct')
+  return common.get(arg, 'configs/synthetic.py', defaults, smoke, default_ratio='10pct')

@@ -7,8 +7,8 @@ Tokens: as the semantic configs (configs/common.py). Floor and wall have no inst
 from configs import common, synthetic
 
 
-def _defaults(c):
-  synthetic._defaults(c)  # noqa: SLF001
+def defaults(c):
+  synthetic.defaults(c)
   common.add_instance(c, no_instance_classes=('floor', 'wall'))
   c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 4, 2, 2
   c.train.steps = 300
@@ -19,10 +19,10 @@ def _defaults(c):
   c.instance.eval_min_region_size = 20
 
 
-def _smoke(c):
-  synthetic._smoke(c)  # noqa: SLF001
+def smoke(c):
+  synthetic.smoke(c)
   c.instance.max_proposals = 32
 
 
 def get_config(arg: str = ''):
-  return common.get(arg, 'configs/synthetic_ins.py', _defaults, _smoke, default_ratio='10pct')
+  return common.get(arg, 'configs/synthetic_ins.py', defaults, smoke, default_ratio='10pct')

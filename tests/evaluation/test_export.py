@@ -10,6 +10,7 @@ import open3d as o3d
 import pytest
 import yaml
 
+from ws3d_jax import files
 from ws3d_jax.data import labels, ply
 from ws3d_jax.evaluation import export
 
@@ -242,5 +243,5 @@ def test_partial_write_through_helper_leaves_no_file(tmp_path):
     tmp.write_bytes(b'\0' * 8)
     raise KeyboardInterrupt  # not an Exception: the clean-up must still run
   with pytest.raises(KeyboardInterrupt):
-    export._atomic_write(tmp_path / 'x.label', partial)
+    files.atomic_write(tmp_path / 'x.label', partial)
   assert not list(tmp_path.iterdir())

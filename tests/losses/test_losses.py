@@ -2,7 +2,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from ws3d_jax.losses import contrast, energy, regions, supervised
 

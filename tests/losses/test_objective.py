@@ -9,6 +9,7 @@ from ws3d_jax.losses.contrast import ContrastParams
 from ws3d_jax.losses.energy import EnergyParams
 from ws3d_jax.losses.objective import BoundaryObjective, Objective
 from ws3d_jax.losses.schedule import Ramp
+from ws3d_jax.losses.targets import Regions, Targets
 
 IGNORE = 255
 
@@ -18,17 +19,15 @@ def _batch():
   Points: two per region, then two padding points (region id R = 5, one padding region)."""
   region_id = jnp.array([0, 0, 1, 1, 2, 2, 3, 3, 5, 5])
   labels = jnp.array([0, 0, 1, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE])
-  return {
-      'labels': labels,
-      'region_id': region_id,
-      'region_valid': jnp.array([True, True, True, True, False]),
-      'region_labeled': jnp.array([True, True, False, False, False]),
-      'region_batch': jnp.array([0, 0, 1, 1, -1]),
+  return Targets(labels=labels, regions=Regions(
+      id=region_id,
+      valid=jnp.array([True, True, True, True, False]),
+      labeled=jnp.array([True, True, False, False, False]),
+      scene=jnp.array([0, 0, 1, 1, -1]),
       # (0,1) labeled pair, (2,3) unlabeled pair marked as a boundary pair, one padding row.
-      'region_pairs': jnp.array([[0, 1], [2, 3], [5, 5]]),
-      'pair_valid': jnp.array([True, True, False]),
-      'pair_boundary': jnp.array([0.0, 1.0, 0.0]),
-  }
+      pairs=jnp.array([[0, 1], [2, 3], [5, 5]]),
+      pair_valid=jnp.array([True, True, False]),
+      pair_boundary=jnp.array([0.0, 1.0, 0.0])))
 
 
 def _outputs(seed):
@@ -56,7 +55,7 @@ def test_energy_reads_only_unlabeled_regions_and_pairs():
   loss, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
   expected = 0.0
   for o in outs:
-    p = _region_probs(o['logits'], batch['region_id'], 4)
+    p = _region_probs(o['logits'], batch.regions.id, 4)
     unary = -(np.log(p[2].max()) + np.log(p[3].max())) / 2  # mean over the 2 unlabeled regions
     d = np.linalg.norm(p[2] - p[3])
     pairwise = max(0.5 - d, 0.0) ** 2  # the one unlabeled pair is a boundary pair: pushed apart
@@ -101,7 +100,7 @@ def test_contrast_anchors_are_confident_unlabeled_regions_and_sce_labeled_ones()
 
 def test_boundary_focal_loss_ignores_unlabeled_points():
   logits = jnp.array([[2.0], [-1.0], [5.0]])
-  batch = {'labels': jnp.array([1, 0, IGNORE])}
+  batch = Targets(labels=jnp.array([1, 0, IGNORE]))
   loss, _ = BoundaryObjective(alpha=2.0)([{'logits': logits}], None, batch, None)
   b = 1 / (1 + np.exp(-np.array([2.0, -1.0])))
   expected = (-(1 - b[0]) ** 2 * np.log(b[0]) - b[1] ** 2 * np.log(1 - b[1])) / 2

@@ -8,7 +8,8 @@ from configs import s3dis, s3dis_ins, scannet, scannet_ins, semkitti, synthetic,
 from tests.conftest import REPO
 from ws3d_jax.data import labels as label_defs
 from ws3d_jax.models.pointgroup import PointGroupNet
-from ws3d_jax.train import checks, instance, trainer
+from ws3d_jax.train import checks, parts, tasks, trainer
+from ws3d_jax.train.tasks import instance
 
 ALL = {'semkitti': semkitti, 'scannet': scannet, 's3dis': s3dis, 'synthetic': synthetic,
        'scannet_ins': scannet_ins, 's3dis_ins': s3dis_ins, 'synthetic_ins': synthetic_ins}
@@ -26,12 +27,12 @@ def test_sup_only_keeps_the_labeled_budget_and_drops_every_ws3d_term():
   ws3d, sup = semkitti.get_config('5pct'), semkitti.get_config('5pct,sup_only')
   assert sup.train.labeled_batch == ws3d.train.labeled_batch and sup.train.epochs == ws3d.train.epochs
   assert sup.train.unlabeled_batch == 0 and not sup.boundary.enabled
-  objective = trainer.make_objective(sup, 19)
+  objective = parts.make_objective(sup, 19)
   assert (objective.w_ce, objective.w_sup_contrast, objective.w_energy, objective.w_contrast) == (1.0, 0.0, 0.0, 0.0)
 
 
 def test_each_table5_ablation_token_turns_off_exactly_its_switch():
-  base = trainer.make_objective(scannet.get_config('5pct'), 20)
+  base = parts.make_objective(scannet.get_config('5pct'), 20)
   expect = {
       'no_boundary': lambda o: not o.energy.use_boundary,
       'no_pairwise': lambda o: not o.energy.use_pairwise,
@@ -41,10 +42,10 @@ def test_each_table5_ablation_token_turns_off_exactly_its_switch():
       'no_sce': lambda o: o.w_ce == 0 and o.w_energy > 0,
   }
   for token, check in expect.items():
-    objective = trainer.make_objective(scannet.get_config(f'5pct,{token}'), 20)
+    objective = parts.make_objective(scannet.get_config(f'5pct,{token}'), 20)
     assert check(objective) and objective != base, token
-  assert trainer.make_model(scannet.get_config('last_stage'), 20).contrast_stages == (4,)
-  assert trainer.make_model(scannet.get_config(''), 20).contrast_stages == (0, 1, 2, 3, 4)
+  assert parts.make_model(scannet.get_config('last_stage'), 20).contrast_stages == (4,)
+  assert parts.make_model(scannet.get_config(''), 20).contrast_stages == (0, 1, 2, 3, 4)
 
 
 def test_unknown_tokens_and_two_ratios_are_errors_that_list_the_known_ones():
@@ -93,7 +94,7 @@ def test_instance_configs_parse_tokens_and_check_their_values():
   assert config.task == 'instance' and config.data.label_ratio == 0.05 and config.train.unlabeled_batch == 0
   assert tuple(config.instance.no_instance_classes) == ('wall', 'floor')
   assert s3dis_ins.get_config('1pct').instance.no_instance_classes == ('ceiling', 'floor', 'wall')
-  assert isinstance(trainer.task_of(config).make_model(config, 20), PointGroupNet)
+  assert isinstance(tasks.get(config.task).make_model(config, 20), PointGroupNet)
   checks.validate_config(config)
   config.instance.score_start = 1.0
   with pytest.raises(ValueError, match='instance.score_start'):
@@ -114,9 +115,9 @@ def test_launch_rejects_a_mistyped_field_by_name():
 
 def test_sup_only_decays_the_learning_rate_at_the_same_steps_as_ws3d():
   ws3d, sup = scannet.get_config('5pct'), scannet.get_config('5pct,sup_only')
-  assert trainer.epoch_steps(1201, ws3d) == trainer.epoch_steps(1201, sup) == 1201 // 16
-  per_epoch = trainer.epoch_steps(1201, ws3d)
-  _, schedule = trainer.make_optimizer(ws3d.optim, 500 * per_epoch, per_epoch)
+  assert parts.epoch_steps(1201, ws3d) == parts.epoch_steps(1201, sup) == 1201 // 16
+  per_epoch = parts.epoch_steps(1201, ws3d)
+  _, schedule = parts.make_optimizer(ws3d.optim, 500 * per_epoch, per_epoch)
   assert float(schedule(50 * per_epoch - 1)) == pytest.approx(1e-3)
   assert float(schedule(50 * per_epoch)) == pytest.approx(2e-4)
   assert float(schedule(100 * per_epoch)) == pytest.approx(4e-5)
@@ -125,10 +126,10 @@ def test_sup_only_decays_the_learning_rate_at_the_same_steps_as_ws3d():
 def test_every_table5_case_is_reachable_by_tokens_and_differs_from_case1():
   from configs.common import TABLE5_CASES
   full = scannet.get_config('5pct')
-  objectives = {case: trainer.make_objective(scannet.get_config(f'5pct,{tokens}'.rstrip(',')), 20)
+  objectives = {case: parts.make_objective(scannet.get_config(f'5pct,{tokens}'.rstrip(',')), 20)
                 for case, tokens in TABLE5_CASES.items()}
   assert sorted(TABLE5_CASES) == list(range(1, 10))
-  assert objectives[1] == trainer.make_objective(full, 20)
+  assert objectives[1] == parts.make_objective(full, 20)
   for case in range(2, 10):
     differs = objectives[case] != objectives[1] or case == 6
     assert differs, case
@@ -137,9 +138,9 @@ def test_every_table5_case_is_reachable_by_tokens_and_differs_from_case1():
 
 
 def test_default_schedule_warms_up_and_paper_token_is_literal():
-  default = trainer.make_objective(synthetic.get_config('5pct'), 10, total_steps=1000)
-  paper = trainer.make_objective(synthetic.get_config('5pct,paper'), 10, total_steps=1000)
+  default = parts.make_objective(synthetic.get_config('5pct'), 10, total_steps=1000)
+  paper = parts.make_objective(synthetic.get_config('5pct,paper'), 10, total_steps=1000)
   assert default.ramp.warmup_steps > 0 and default.w_energy < 1 and default.w_sup_contrast == 0
   assert (paper.ramp.warmup_steps, paper.ramp.rampup_steps, paper.w_energy, paper.w_contrast) == (0, 0, 1.0, 1.0)
-  with_sc = trainer.make_objective(synthetic.get_config('5pct,sup_contrast'), 10)
+  with_sc = parts.make_objective(synthetic.get_config('5pct,sup_contrast'), 10)
   assert with_sc.w_sup_contrast > 0

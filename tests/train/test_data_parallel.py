@@ -16,8 +16,9 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     from flax import jax_utils
     from configs import synthetic
-    from ws3d_jax.data import pipeline, sources
-    from ws3d_jax.train import parts, steps, trainer
+    from ws3d_jax.data import sources
+    from ws3d_jax.train import parts, steps, tasks, trainer
+    from ws3d_jax.train.batching import device_arrays, fitted_batcher, sample_elements
 
     assert jax.local_device_count() == 2, jax.devices()
     data_dir, workdir = sys.argv[1:]
@@ -30,18 +31,17 @@ SCRIPT = textwrap.dedent('''
 
     # One step by hand: the two devices see different scenes but end with identical replicas.
     data = sources.load_experiment(config, workdir)
-    batcher = pipeline.Batcher(config.data.voxel_size, None, 5, num_shards=2)
-    elements = trainer.sample_elements(data, config)
-    batcher.profile = parts.fit_profile(batcher, elements, config.buckets)
-    batch = batcher(elements)
+    elements = sample_elements(data, config)
+    batch = fitted_batcher(config, elements, num_shards=2)(elements)
     assert not np.array_equal(batch['view0']['features'][0], batch['view0']['features'][1])
     model = parts.make_model(config, len(data.class_names))
     tx, _ = parts.make_optimizer(config.optim, 10, 1)
     state = steps.create_train_state(jax.random.PRNGKey(0), model, tx,
                                      jax.tree.map(lambda x: x[0], batch['view0']), batch['caps'])
     state = jax_utils.replicate(state)
-    state, metrics = steps.train_step(state, parts.device_arrays(batch), jax_utils.replicate(jax.random.PRNGKey(1)),
-                                      batch['caps'], model, parts.make_objective(config, len(data.class_names)))
+    state, metrics = steps.train_step(state, device_arrays(batch), jax_utils.replicate(jax.random.PRNGKey(1)),
+                                      batch['caps'], model, parts.make_objective(config, len(data.class_names)),
+                                      tasks.get('semantic').reader)
     state = jax.device_get(state)
     for leaf in jax.tree.leaves((state.params, state.batch_stats)):
       np.testing.assert_array_equal(leaf[0], leaf[1])

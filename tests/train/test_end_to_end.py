@@ -6,12 +6,16 @@ evaluation, exports) -> resume -> --mode=eval -> a run that diverges.
 import json
 import logging
 import math
+import shutil
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from configs import synthetic as synthetic_config
+from ws3d_jax.data import labels as label_defs
+from ws3d_jax.data import sources
+from ws3d_jax.diagnostics import term_gradients
 from ws3d_jax.train import trainer
 
 
@@ -59,7 +63,7 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
 
   assert (tmp_path / 'tfds' / 'synthetic').is_dir()  # the embedded default was built as a TFDS data set
   metrics = json.loads((work / 'eval' / 'metrics.json').read_text())
-  assert set(metrics['iou']) == set(trainer.sources.label_defs.CLASSES['synthetic'])
+  assert set(metrics['iou']) == set(label_defs.CLASSES['synthetic'])
   assert 0.0 <= metrics['miou'] <= 1.0 and metrics['points'] > 0 and metrics['miou'] == summary['miou']
   # The mean is over every class, with absent classes counted as 0 (the official protocol).
   ious = [v or 0.0 for v in metrics['iou'].values()]
@@ -71,14 +75,14 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   from tensorboard.plugins.mesh import plugin_data_pb2
   vertex, colour = plugin_data_pb2.MeshPluginData.VERTEX, plugin_data_pb2.MeshPluginData.COLOR
   clouds = _mesh_clouds(work / 'tensorboard')
-  eval_scenes = trainer.sources.load_experiment(config, work).eval_scenes
+  eval_scenes = sources.load_experiment(config, work).eval_scenes
   shown = [eval_scenes[i]['scene_id'] for i in range(min(config.eval.tensorboard_scenes, len(eval_scenes)))]
   assert set(clouds) == {f'scenes/{sid}/{k}' for sid in shown for k in ('ground_truth', 'prediction')}
   scene = eval_scenes[0]
   truth = clouds[f'scenes/{scene["scene_id"]}/ground_truth']
   assert truth[vertex].shape == (1, len(scene['xyz']), 3) and truth[colour].dtype == np.uint8
   np.testing.assert_allclose(truth[vertex][0], scene['xyz'], atol=1e-6)
-  palette = trainer.PALETTES['synthetic']
+  palette = label_defs.PALETTES['synthetic']
   np.testing.assert_array_equal(truth[colour][0], palette[scene['semantic']])
   assert len(list((work / 'eval' / 'ply').glob('*.ply'))) == 1
   split = json.loads((work / 'split.json').read_text())
@@ -108,6 +112,12 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   (work / 'eval' / 'metrics.json').unlink()
   again = trainer.train_and_evaluate(config, str(work), mode='eval')
   assert again['step'] == 8 and again['confusion'] == final['confusion']
+
+  # The per-term gradient report runs with the boundary cache gone, and computes it again.
+  shutil.rmtree(work / 'boundary')
+  grads = term_gradients.report(config, work, step=8, batches=1)
+  assert grads['step'] == 8 and grads['ce']['grad_norm'] > 0 and grads['energy']['grad_norm'] > 0
+  assert json.loads((work / 'boundary' / 'manifest.json').read_text())['scenes'] == len(split['unlabeled'])
 
   # A run whose updates go non-finite stops with a message and keeps the last good checkpoint.
   config.optim.lr = float('inf')

@@ -42,6 +42,7 @@ def test_instance_smoke_run(tmp_path):
 
 def run(tmp: str):
   from configs import synthetic_ins
+  from ws3d_jax.data import labels as label_defs
   from ws3d_jax.train import trainer
 
   tmp_path = Path(tmp)
@@ -55,7 +56,7 @@ def run(tmp: str):
     assert 0.0 <= metrics[key] <= 1.0 and not math.isnan(metrics[key]) and metrics[key] == summary[key]
   # AP@25 >= AP@50 >= AP over 0.5:0.95 holds per class and for the means.
   assert metrics['ap25'] >= metrics['ap50'] >= metrics['ap']
-  classes = set(trainer.sources.label_defs.CLASSES['synthetic']) - {'floor', 'wall'}
+  classes = set(label_defs.CLASSES['synthetic']) - {'floor', 'wall'}
   assert set(metrics['per_class']) == classes
   # The ScoreNet trained on clustered proposals in the last two thirds of the steps.
   logged = _scalars(work / 'tensorboard')

@@ -115,8 +115,9 @@ def run_diagnostics(config, workdir: Path, max_scenes: int = 24) -> dict:
   import orbax.checkpoint as ocp  # noqa: PLC0415
 
   from ws3d_jax.data import sources  # noqa: PLC0415
-  from ws3d_jax.evaluation import pseudo_labels  # noqa: PLC0415
-  from ws3d_jax.train import parts, trainer  # noqa: PLC0415
+  from ws3d_jax.diagnostics import pseudo_labels  # noqa: PLC0415
+  from ws3d_jax.train import parts  # noqa: PLC0415
+  from ws3d_jax.train.batching import fitted_batcher, sample_elements  # noqa: PLC0415
 
   out = {}
   data = sources.load_experiment(config, workdir)
@@ -124,8 +125,7 @@ def run_diagnostics(config, workdir: Path, max_scenes: int = 24) -> dict:
   manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
   state = manager.restore(manager.latest_step())
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-  batcher = trainer.pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
-  profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
+  profile = fitted_batcher(config, sample_elements(data, config)).profile
   if len(data.unlabeled):
     out['pseudo_labels'] = pseudo_labels.unlabeled_quality(variables, data, config, profile, model, max_scenes)
   manifest = Path(config.boundary.cache_dir or workdir / 'boundary') / 'manifest.json'

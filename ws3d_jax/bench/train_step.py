@@ -74,41 +74,30 @@ class StepBench:
   def __init__(self, config, workdir: str):
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
-    from clu import metric_writers  # noqa: PLC0415
 
     from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
     from ws3d_jax.data.augment import AugmentParams  # noqa: PLC0415
-    from ws3d_jax.train import boundary, parts, steps, trainer  # noqa: PLC0415
+    from ws3d_jax.train import boundary, setup, steps, tasks  # noqa: PLC0415
+    from ws3d_jax.train.batching import device_arrays  # noqa: PLC0415
 
     t = config.train
     data = sources.load_experiment(config, workdir)
-    batcher = pipeline.Batcher(config.data.voxel_size, None, trainer.NUM_LEVELS, num_shards=jax.local_device_count())
-    elements = trainer.sample_elements(data, config)
-    batcher.profile = parts.fit_profile(batcher, elements, config.buckets)
-    self.model = parts.make_model(config, len(data.class_names))
-    total = t.steps
-    per_epoch = parts.epoch_steps(len(data.split['labeled']) + len(data.split['unlabeled']), config)
-    tx, _ = parts.make_optimizer(config.optim, total, per_epoch)
-    if trainer.needs_boundary(config, data):
-      writer = metric_writers.create_default_writer(None, just_logging=True)
-      data.unlabeled.boundary = boundary.boundary_points(config, data, workdir, writer)
-    self.objective = parts.make_objective(config, len(data.class_names), total)
+    run = setup.make_setup(config, data, tasks.get(config.task))
+    self.model, self.objective, self.reader = run.model, run.objective, run.task.reader
+    data = boundary.with_boundary_points(config, data, workdir)
     stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
-                                  batcher, AugmentParams.from_config(config.data.augment),
+                                  run.batcher, AugmentParams.from_config(config.data.augment),
                                   num_threads=config.data.num_threads)
     t0, drawn = time.perf_counter(), [next(stream) for _ in range(4 * _BATCHES.value)]
     self.pipeline_batches_per_s = len(drawn) / (time.perf_counter() - t0)
     caps = max({b['caps'] for b in drawn}, key=lambda c: sum(b['caps'] == c for b in drawn))
     self.batches = [b for b in drawn if b['caps'] == caps][:_BATCHES.value]
     self.caps = caps
-    first = self.batches[0]
-    state = steps.create_train_state(jax.random.PRNGKey(config.seed), self.model, tx,
-                                     jax.tree.map(lambda x: x[0], first['view0']), caps)
-    from flax import jax_utils  # noqa: PLC0415
-    replicate = getattr(steps, 'replicate', jax_utils.replicate)  # older checkouts: flax's
-    self.state = replicate(state)
-    self.rng = replicate(jax.random.PRNGKey(1))
-    self.device_batches = [jax.device_put(parts.device_arrays(b)) for b in self.batches]
+    state = steps.create_train_state(jax.random.PRNGKey(config.seed), self.model, run.tx,
+                                     jax.tree.map(lambda x: x[0], self.batches[0]['view0']), caps)
+    self.state = steps.replicate(state)
+    self.rng = steps.replicate(jax.random.PRNGKey(1))
+    self.device_batches = [jax.device_put(device_arrays(b)) for b in self.batches]
     self._step = steps.train_step
     self._np = np
     self.i = 0
@@ -116,7 +105,8 @@ class StepBench:
   def step(self):
     batch = self.device_batches[self.i % len(self.device_batches)]
     self.i += 1
-    self.state, metrics = self._step(self.state, batch, self.rng, self.caps, self.model, self.objective)
+    self.state, metrics = self._step(self.state, batch, self.rng, self.caps, self.model, self.objective,
+                                     self.reader)
     return metrics
 
   def first_call(self) -> float:

@@ -30,42 +30,19 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ws3d_jax import progress
+from ws3d_jax import files, progress
+from ws3d_jax.data import datasets
 
 log = logging.getLogger(__name__)
 
-BUILDER_MODULES = {
-    'semantic_kitti': 'tfds_builders.semantic_kitti.semantic_kitti_dataset_builder',
-    'scannet': 'tfds_builders.scannet.scannet_dataset_builder',
-    's3dis': 'tfds_builders.s3dis.s3dis_dataset_builder',
-    'synthetic': 'tfds_builders.synthetic.synthetic_dataset_builder',
-}
 LOCAL_BEAM_RUNNER = 'FnApiRunner'
-# What manual_dir must hold, in one line (the builders' MANUAL_DOWNLOAD_INSTRUCTIONS say more).
-LAYOUTS = {
-    'semantic_kitti': 'sequences/<SS>/velodyne/<NNNNNN>.bin and sequences/<SS>/labels/<NNNNNN>.label',
-    'scannet': 'scans/<scene>/<scene>_vh_clean_2.ply with its .labels.ply, .0.010000.segs.json and '
-               '.aggregation.json (or scannet_instance_data/<scene>_vert.npy)',
-    's3dis': 'Area_<N>/<room>/Annotations/*.txt (Stanford3dDataset_v1.2_Aligned_Version)',
-}
-# Names used elsewhere in the project (labels.CLASSES, DATASET_PARAMS, config data.name).
-ALIASES = {'semantickitti': 'semantic_kitti', 'kitti': 'semantic_kitti',
-           'scannet_v2': 'scannet', 'scannetv2': 'scannet'}
-
-
-def canonical_name(name: str) -> str:
-  name = ALIASES.get(name, name)
-  if name not in BUILDER_MODULES:
-    raise ValueError(f'unknown data set {name!r}; one of {sorted(BUILDER_MODULES)} '
-                     f'(aliases: {ALIASES})')
-  return name
 
 
 def builder_class(name: str):
   """The builder class of a data set (imported without adding it to TFDS's registry, so that
   it never collides with the same module loaded by `tfds build`)."""
   import tensorflow_datasets as tfds
-  module_name = BUILDER_MODULES[canonical_name(name)]
+  module_name = datasets.get(name).builder
   with tfds.core.registered.skip_registration():
     module = importlib.import_module(module_name)
   return module.Builder
@@ -86,13 +63,13 @@ def make_config(name: str, config: Any = None):
   num_points names the folder by the sizes (train4_val2_pts8000) and the default sizes give
   the registered 'default'.
   """
-  name = canonical_name(name)
+  name = datasets.canonical_name(name)
   if config is None or isinstance(config, str) or not isinstance(config, Mapping):
     return config
   fields = dict(config)
   cls = builder_class(name)
   if name == 'synthetic' and 'name' not in fields:
-    module = importlib.import_module(BUILDER_MODULES[name])
+    module = importlib.import_module(datasets.get(name).builder)
     return module.make_config(**fields)
   config_cls = type(cls.BUILDER_CONFIGS[0])
   known = {f.name for f in dataclasses.fields(config_cls)}
@@ -162,7 +139,7 @@ def load_or_build(name: str, data_dir: str | os.PathLike,
   """{split: random-access source of scene dicts} of a data set, built first if missing.
 
   Args:
-    name: 'semantic_kitti', 'scannet', 's3dis' or 'synthetic' (or an alias in ALIASES).
+    name: 'semantic_kitti', 'scannet', 's3dis' or 'synthetic' (or an alias in datasets.ALIASES).
     data_dir: the TFDS data dir; the data set lives in data_dir/<name>/<config>/1.0.0.
     manual_dir: the user's download (not needed for synthetic, nor once built).
     beam: build as an Apache Beam pipeline (needs apache-beam); beam_options (a
@@ -180,7 +157,7 @@ def load_or_build(name: str, data_dir: str | os.PathLike,
     does not skip bad scenes; the data set is then left unbuilt.
   """
   import tensorflow_datasets as tfds
-  name = canonical_name(name)
+  name = datasets.canonical_name(name)
   builder = make_builder(name, data_dir, config)
   if builder.is_prepared():
     check_raw_unchanged(name, Path(builder.data_path), manual_dir)
@@ -190,13 +167,13 @@ def load_or_build(name: str, data_dir: str | os.PathLike,
     if needs_manual and manual_dir is None:
       raise FileNotFoundError(
           f'{name} ({builder.builder_config.name}) is not built in {builder.data_path}; '
-          f'pass manual_dir, the download holding {LAYOUTS.get(name, "the raw files")}, to build it')
+          f'pass manual_dir, the download holding {datasets.get(name).layout or "the raw files"}, to build it')
     kwargs = {}
     if manual_dir is not None:
       manual = Path(manual_dir).expanduser()
       if not manual.is_dir():
         raise FileNotFoundError(f'{name}: manual_dir {manual} is not a directory; it should hold '
-                                f'{LAYOUTS.get(name, "the raw files")}')
+                                f'{datasets.get(name).layout or "the raw files"}')
       kwargs['manual_dir'] = os.fspath(manual)
     if beam or beam_options is not None or beam_runner is not None:
       beam_lib = tfds.core.lazy_imports.apache_beam
@@ -233,9 +210,9 @@ RAW_FINGERPRINT = 'ws3d_raw_files.json'  # beside TFDS's dataset_info.json in th
 def raw_fingerprint(manual_dir: Path) -> dict:
   """{relative path: [size, mtime_ns]} of every file under manual_dir (stat only, no reads)."""
   out = {}
-  for root, dirs, files in os.walk(manual_dir):
+  for root, dirs, names in os.walk(manual_dir):
     dirs.sort()
-    for f in sorted(files):
+    for f in sorted(names):
       path = Path(root) / f
       st = path.stat()
       out[path.relative_to(manual_dir).as_posix()] = [st.st_size, st.st_mtime_ns]
@@ -243,9 +220,8 @@ def raw_fingerprint(manual_dir: Path) -> dict:
 
 
 def write_raw_fingerprint(data_path: Path, manual_dir: Path) -> None:
-  tmp = data_path / (RAW_FINGERPRINT + '.tmp')
-  tmp.write_text(json.dumps({'manual_dir': os.fspath(manual_dir.resolve()), 'files': raw_fingerprint(manual_dir)}))
-  tmp.replace(data_path / RAW_FINGERPRINT)
+  files.write_json(data_path / RAW_FINGERPRINT, {'manual_dir': os.fspath(manual_dir.resolve()),
+                                                 'files': raw_fingerprint(manual_dir)}, indent=None)
 
 
 def check_raw_unchanged(name: str, data_path: Path, manual_dir) -> None:

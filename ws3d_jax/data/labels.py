@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from ws3d_jax.constants import IGNORE_LABEL
 
 # --------------------------------------------------------------------------------------------
 # SemanticKITTI (19 classes). learning_map / learning_map_inv from the official

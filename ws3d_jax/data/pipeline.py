@@ -44,7 +44,7 @@ def subset_scene(scene: dict, keep: np.ndarray) -> dict:
   return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Batcher:
   """Turns a list of scene elements into one padded batch.
 
@@ -59,9 +59,12 @@ class Batcher:
   With ``max_proposals`` > 0 (instance segmentation) the batch also holds each view's point
   coordinates and offset targets, instance ids made unique over the batch, and an empty
   proposal set of static size that the training loop fills in once the ScoreNet trains.
+
+  A Batcher without a profile only counts (``count``), which is what a profile is fitted on;
+  ``with_profile`` gives the one that batches.
   """
   voxel_size: float
-  profile: sparse.BucketProfile
+  profile: sparse.BucketProfile | None
   num_levels: int = 5
   num_shards: int | None = None
   max_proposals: int = 0
@@ -83,6 +86,9 @@ class Batcher:
     batch['caps'] = caps
     batch['scene_id'] = np.array(names)
     return batch
+
+  def with_profile(self, profile: sparse.BucketProfile) -> 'Batcher':
+    return dataclasses.replace(self, profile=profile)
 
   def count(self, elements: Sequence[dict]) -> sparse.StructureCounts:
     """The structure counts of a batch of these elements (the largest shard's), to fit a

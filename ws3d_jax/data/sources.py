@@ -20,15 +20,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ws3d_jax.data import build, splits
+from ws3d_jax import files
+from ws3d_jax.data import build, datasets, splits
 from ws3d_jax.data import labels as label_defs
 from ws3d_jax.data.pipeline import subset_scene
 
 log = logging.getLogger(__name__)
-
-# Config data.name -> the key of labels.CLASSES / PALETTES.
-LABEL_SETS = {'semantic_kitti': 'semantickitti', 'scannet': 'scannet', 's3dis': 's3dis', 'synthetic': 'synthetic'}
-
 
 class Subset:
   """Random access to some scenes of a source, by index."""
@@ -65,6 +62,10 @@ class BranchSource:
     self.boundary = boundary
     # At ratio 1 every scene is in both branches; its ground-truth boundaries are known then.
     self.labeled_scenes = frozenset(labeled_scenes)
+
+  def with_boundary(self, boundary: Mapping[str, np.ndarray]) -> 'BranchSource':
+    """The same branch, with the boundary network's points (entry key -> bool per point)."""
+    return BranchSource(self.entries, self.lookup, self.labeled, boundary, self.labeled_scenes)
 
   def __len__(self):
     return len(self.entries)
@@ -104,7 +105,7 @@ def pair_boundary(boundary: np.ndarray, region_id: np.ndarray, pairs: np.ndarray
   return (has[pairs[:, 0]] & has[pairs[:, 1]]).astype(np.float32)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Experiment:
   label_set: str  # key of labels.CLASSES
   class_names: tuple
@@ -123,7 +124,7 @@ class Experiment:
 def load_sources(config) -> tuple:
   """(training source, evaluation source) of config.data, built on first use."""
   d = config.data
-  name = build.canonical_name(d.name)
+  name = datasets.canonical_name(d.name)
   builder_config = None
   if name == 'synthetic':
     builder_config = {'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene,
@@ -131,7 +132,7 @@ def load_sources(config) -> tuple:
   elif not d.manual_dir and not build.is_built(name, d.data_dir):
     raise FileNotFoundError(
         f'{name} is not built in {d.data_dir}: pass its download with --config.data.manual_dir=DIR (built on '
-        f'first use), DIR holding {build.LAYOUTS[name]};\nor point --config.data.data_dir at a built copy. '
+        f'first use), DIR holding {datasets.get(name).layout};\nor point --config.data.data_dir at a built copy. '
         'README, "Data sets", says where to get it.')
   sources = build.load_or_build(name, d.data_dir, manual_dir=d.manual_dir or None, config=builder_config)
   train = sources.get('train')
@@ -158,7 +159,7 @@ def load_sources(config) -> tuple:
 def load_experiment(config, workdir: str | Path) -> Experiment:
   workdir = Path(workdir)
   train, evaluation = load_sources(config)
-  label_set = LABEL_SETS[build.canonical_name(config.data.name)]
+  label_set = datasets.get(config.data.name).label_set
   catalog = _scene_catalog(workdir / 'scenes.json', {'train': train, 'eval': evaluation})
   sources = {'train': train, 'eval': evaluation}
   lookup = {}
@@ -189,10 +190,7 @@ def _scene_catalog(path: Path, sources: Mapping) -> dict:
       ids.append(scene['scene_id'])
       points.append(len(scene['xyz']))
     catalog['ids'][name], catalog['points'][name] = ids, points
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix('.tmp')
-  tmp.write_text(json.dumps(catalog))
-  tmp.replace(path)
+  files.write_json(path, catalog, indent=None)
   return catalog
 
 

@@ -26,6 +26,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ws3d_jax import files
+
 SIDES = ('below', 'above')
 
 
@@ -147,7 +149,7 @@ def _partial_split(order, counts, target, scene_xyz):
 
 
 def save_split(split: Mapping, path: str | os.PathLike) -> None:
-  Path(path).write_text(json.dumps(split, indent=2) + '\n')
+  files.write_json(path, split)
 
 
 def load_split(path: str | os.PathLike) -> dict:

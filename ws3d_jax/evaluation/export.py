@@ -25,12 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 from pathlib import Path
-from typing import Callable, Collection, Mapping
+from typing import Collection, Mapping
 
 import numpy as np
 
+from ws3d_jax import files
 from ws3d_jax.data.labels import (CLASSES, IGNORE_LABEL, PALETTES, SEMANTICKITTI_LEARNING_MAP_INV,
                                   semantickitti_train_to_raw, train_to_nyu40_lut)
 from ws3d_jax.data.semantickitti import parse_scene_id
@@ -52,35 +52,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # Helpers.
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
-                  keep_suffix: bool = False) -> Path:
-  """Runs write(tmp) on a hidden temporary file beside `path`, then renames it to `path`.
-
-  The temporary name is built from the stem, so it never contains the target's extension
-  ('.label' would make the SemanticKITTI evaluator pick it up) unless keep_suffix is set
-  (open3d picks the file format from the extension). The file is fsynced before the rename
-  so that a power loss cannot leave an empty file under the final name either.
-  """
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp'
-                       + (path.suffix if keep_suffix else ''))
-  try:
-    write(tmp)
-    with open(tmp, 'rb') as f:
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
-  return path
-
-
-def _write_bytes(tmp: Path, data: bytes) -> None:
-  with open(tmp, 'xb') as f:
-    f.write(data)
-
-
 def _check_ids(values, num_classes: int, what: str) -> np.ndarray:
   """1-D integer array of training ids in 0..num_classes-1 or IGNORE_LABEL, else ValueError."""
   ids = np.asarray(values)
@@ -96,7 +67,7 @@ def _check_ids(values, num_classes: int, what: str) -> np.ndarray:
   return ids
 
 
-def _check_scene_name(scene_id: str) -> str:
+def check_scene_name(scene_id: str) -> str:
   # The id becomes a file name: a separator would silently write into another folder.
   if not scene_id or '/' in scene_id or os.sep in scene_id or scene_id in ('.', '..'):
     raise ValueError(f'scene id {scene_id!r} is not usable as a file name')
@@ -128,7 +99,7 @@ def write_semantickitti_labels(root: str | os.PathLike, scene_id: str, pred_trai
   raw = semantickitti_train_to_raw(ids, inv).astype('<u4')
   if (raw > 0xFFFF).any():  # the upper 16 bits are the instance id
     raise ValueError(f'{scene_id}: learning_map_inv maps to raw ids above 0xFFFF')
-  return _atomic_write(path, lambda tmp: _write_bytes(tmp, raw.tobytes()))
+  return files.write_bytes(path, raw.tobytes())
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,13 +112,13 @@ def write_scannet_txt(out_dir: str | os.PathLike, scene_id: str, pred_train_ids)
   the benchmark expects a class for every vertex.
   """
   lut = train_to_nyu40_lut()
-  path = Path(out_dir) / f'{_check_scene_name(scene_id)}.txt'
+  path = Path(out_dir) / f'{check_scene_name(scene_id)}.txt'
   ids = _check_ids(pred_train_ids, len(lut), scene_id)
   if (ids == IGNORE_LABEL).any():
     raise ValueError(f'{scene_id}: {int((ids == IGNORE_LABEL).sum())} predictions are the '
                      f'ignore id {IGNORE_LABEL}, which has no NYU40 id in the ScanNet export')
   text = ''.join(f'{v}\n' for v in lut[ids].tolist())
-  return _atomic_write(path, lambda tmp: _write_bytes(tmp, text.encode('ascii')))
+  return files.write_bytes(path, text.encode('ascii'))
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +179,7 @@ def write_coloured_ply(path: str | os.PathLike, xyz, train_ids, palette,
     # open3d reports failure by returning False (and a warning), not by raising.
     if not o3d.t.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False):
       raise OSError(f'open3d could not write {tmp}')
-  return _atomic_write(path, write, keep_suffix=True)
+  return files.atomic_write(path, write, keep_suffix=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +283,7 @@ def export_predictions(dataset: str, out_dir: str | os.PathLike, scene_id: str, 
       log.info('%s has no official submission format; "official" export writes nothing',
                dataset)
   if 'ply' in formats:
-    path = out_dir / 'ply' / f'{_check_scene_name(scene_id)}.ply'
+    path = out_dir / 'ply' / f'{check_scene_name(scene_id)}.ply'
     written.append(write_coloured_ply(path, xyz, ids, PALETTES[dataset],
                                       extra={'label': ids.astype(np.uint8)}))
   return written

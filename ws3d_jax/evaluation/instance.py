@@ -67,8 +67,8 @@ import numpy as np
 
 from ws3d_jax.data.labels import (IGNORE_LABEL, SCANNET_CLASSES, nyu40_to_train_lut,
                                   train_to_nyu40_lut)
-from ws3d_jax.evaluation.export import (IGNORE_RGB, _atomic_write, _check_scene_name,
-                                        _write_bytes)
+from ws3d_jax import files
+from ws3d_jax.evaluation.export import IGNORE_RGB, check_scene_name
 
 # The script's evaluation parameters (same float values as its np.arange, so that an IoU
 # lying exactly on a threshold falls on the same side).
@@ -363,7 +363,7 @@ def format_table(result: dict) -> str:
 # ScanNet benchmark instance format.
 
 def _check_file_scene_id(scene_id: str) -> str:
-  _check_scene_name(scene_id)
+  check_scene_name(scene_id)
   # The script splits each line on ' ': a blank in a mask path would break the line.
   if re.search(r'\s', scene_id):
     raise ValueError(f'scene id {scene_id!r} contains white space, which the ScanNet '
@@ -389,10 +389,9 @@ def write_scannet_instances(out_dir: str | os.PathLike, scene_id: str, pred_mask
   for k, (mask, c, s) in enumerate(zip(masks, classes, scores)):
     rel = f'{MASK_DIR}/{scene_id}_{k:03d}.txt'
     text = '\n'.join(np.where(mask, '1', '0').tolist()) + ('\n' if len(mask) else '')
-    _atomic_write(out_dir / rel, lambda tmp, t=text: _write_bytes(tmp, t.encode('ascii')))
+    files.write_bytes(out_dir / rel, text.encode('ascii'))
     lines.append(f'{rel} {int(lut[c])} {s:.4f}\n')
-  return _atomic_write(out_dir / f'{scene_id}.txt',
-                       lambda tmp: _write_bytes(tmp, ''.join(lines).encode('ascii')))
+  return files.write_bytes(out_dir / f'{scene_id}.txt', ''.join(lines).encode('ascii'))
 
 
 def read_scannet_instances(out_dir: str | os.PathLike, scene_id: str, num_points: int
@@ -472,4 +471,4 @@ def write_instance_ply(path: str | os.PathLike, xyz, pred_masks, pred_score,
   def write(tmp: Path) -> None:
     if not o3d.t.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False):
       raise OSError(f'open3d could not write {tmp}')
-  return _atomic_write(path, write, keep_suffix=True)
+  return files.atomic_write(path, write, keep_suffix=True)

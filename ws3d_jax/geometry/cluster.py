@@ -29,7 +29,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from ws3d_jax.data.labels import IGNORE_LABEL
+from ws3d_jax.constants import IGNORE_LABEL
 
 METHODS = ('auto', 'grid', 'pairs')
 # 'auto' takes the pair search below this mean cell occupancy (sum of squared cell counts per

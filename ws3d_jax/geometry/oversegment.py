@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from ws3d_jax.geometry.knn import Neighbours, directed_edges, knn
+from ws3d_jax.geometry.knn import Neighbours, knn
 
 
 def oversegment(xyz: np.ndarray, normals: np.ndarray, curvature: np.ndarray, *,

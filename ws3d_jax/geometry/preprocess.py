@@ -7,13 +7,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.geometry.adjacency import region_adjacency
 from ws3d_jax.geometry.boundary import label_boundaries
 from ws3d_jax.geometry.knn import knn
 from ws3d_jax.geometry.normals import estimate_normals
 from ws3d_jax.geometry.oversegment import oversegment
-
-IGNORE_LABEL = 255  # the readers' ignore value (ws3d_jax.data.labels.IGNORE_LABEL)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from ws3d_jax.losses.objective import Objective
+from ws3d_jax.losses.targets import Targets
 
 
 def offset_losses(pred, target, valid):
@@ -50,18 +51,18 @@ class InstanceObjective:
   def num_classes(self) -> int:
     return self.semantic.num_classes
 
-  def __call__(self, outputs, geoms, batch, rng, step=None):
-    loss, terms = self.semantic(outputs, geoms, batch, rng, step)
-    views = [k for k in ('view0', 'view1') if k in batch][:len(outputs)]
-    valid = batch['instance'] > 0
+  def __call__(self, outputs, geoms, targets: Targets, rng, step=None):
+    loss, terms = self.semantic(outputs, geoms, targets, rng, step)
+    inst = targets.instances
+    valid = inst.id > 0
     l1 = direction = 0.0
-    for o, v in zip(outputs, views):
-      a, b = offset_losses(o['offsets'], batch[v]['offset_target'], valid)
+    for o, target in zip(outputs, inst.offsets):
+      a, b = offset_losses(o['offsets'], target, valid)
       l1, direction = l1 + a / len(outputs), direction + b / len(outputs)
     terms.update(offset_l1=l1, offset_direction=direction)
     loss += self.w_offset * (l1 + direction)
     if self.w_score:
-      terms['score'] = score_loss(outputs[0]['proposal_scores'], batch['proposal_target'], batch['proposal_valid'])
-      terms['proposals'] = batch['proposal_valid'].sum()
+      terms['score'] = score_loss(outputs[0]['proposal_scores'], inst.proposal_target, inst.proposal_valid)
+      terms['proposals'] = inst.proposal_valid.sum()
       loss += self.w_score * terms['score']
     return loss, terms

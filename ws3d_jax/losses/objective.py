@@ -20,10 +20,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.losses import contrast, energy, regions, supervised
 from ws3d_jax.losses.schedule import Ramp
-
-IGNORE_LABEL = 255
+from ws3d_jax.losses.targets import Targets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +38,11 @@ class Objective:
   ramp: Ramp = Ramp()
   ignore_label: int = IGNORE_LABEL
 
-  def __call__(self, outputs, geoms, batch, rng, step=None):
+  def __call__(self, outputs, geoms, targets: Targets, rng, step=None):
     """outputs / geoms: one model output dict and Geometry per view; ``step``: optimiser steps
     done so far (None: the unlabeled terms at full weight). Returns (loss, terms)."""
     terms = {}
-    terms['ce'] = sum(supervised.cross_entropy(o['logits'], batch['labels'], self.ignore_label)
+    terms['ce'] = sum(supervised.cross_entropy(o['logits'], targets.labels, self.ignore_label)
                       for o in outputs) / len(outputs)
     loss = self.w_ce * terms['ce']
     if not (self.w_sup_contrast or self.w_energy or self.w_contrast):
@@ -50,50 +50,45 @@ class Objective:
     unlabeled_weight = jnp.float32(1.0) if step is None else self.ramp(step)
     terms['unlabeled_weight'] = unlabeled_weight
 
-    num_regions = batch['region_valid'].shape[0]
-    region_id = batch['region_id']
-    labeled = batch['region_valid'] & batch['region_labeled']
-    unlabeled = batch['region_valid'] & ~batch['region_labeled']
-    preds = [regions.region_predictions(o['logits'], region_id, num_regions) for o in outputs]
+    r = targets.regions
+    labeled, unlabeled = r.valid & r.labeled, r.valid & ~r.labeled
+    preds = [regions.region_predictions(o['logits'], r.id, r.count) for o in outputs]
 
     if self.w_energy:
-      first = jnp.clip(batch['region_pairs'][:, 0], 0, num_regions - 1)
-      pair_ok = batch['pair_valid'] & unlabeled[first]
+      first = jnp.clip(r.pairs[:, 0], 0, r.count - 1)
+      pair_ok = r.pair_valid & unlabeled[first]
       energies = []
       for v, (p, c) in enumerate(preds):
-        e, e_terms = energy.region_energy(p, c, unlabeled, batch['region_pairs'], pair_ok,
-                                          batch['pair_boundary'], self.energy)
+        e, e_terms = energy.region_energy(p, c, unlabeled, r.pairs, pair_ok, r.pair_boundary, self.energy)
         energies.append(e)
         terms.update({f'{k}_view{v}': x for k, x in e_terms.items()})
       terms['energy'] = sum(energies)
       loss += unlabeled_weight * self.w_energy * terms['energy']
 
     if self.w_contrast or self.w_sup_contrast:
-      loss += self._contrast_terms(outputs, geoms, batch, preds, labeled, unlabeled, rng, terms, unlabeled_weight)
+      loss += self._contrast_terms(outputs, geoms, targets, preds, labeled, unlabeled, rng, terms, unlabeled_weight)
     return loss, terms
 
-  def _contrast_terms(self, outputs, geoms, batch, preds, labeled, unlabeled, rng, terms, unlabeled_weight):
-    num_regions = labeled.shape[0]
+  def _contrast_terms(self, outputs, geoms, targets, preds, labeled, unlabeled, rng, terms, unlabeled_weight):
+    r = targets.regions
     stages = _stages_of(outputs[0])
     (p0, c0), (p1, c1) = preds
     pseudo0, pseudo1, anchor_ok, candidate_ok = contrast.unsupervised_masks(p0, c0, p1, c1, unlabeled, self.contrast)
-    truth = regions.region_majority_labels(batch['labels'], batch['region_id'], num_regions, self.num_classes,
-                                           self.ignore_label)
+    truth = regions.region_majority_labels(targets.labels, r.id, r.count, self.num_classes, self.ignore_label)
     truth_ok = labeled & (truth != self.ignore_label)
     total_unsup, total_sup = 0.0, 0.0
     for k, stage in enumerate(stages):
-      f0, f1 = (regions.region_embeddings(o['embeddings'][k], g.point2voxel[stage], batch['region_id'], num_regions)
+      f0, f1 = (regions.region_embeddings(o['embeddings'][k], g.point2voxel[stage], r.id, r.count)
                 for o, g in zip(outputs, geoms))
       rng, r_unsup, r_sup = jax.random.split(rng, 3)
       if self.w_contrast:
-        l_u, n_u = contrast.contrast_loss(f0, f1, pseudo0, pseudo1, anchor_ok, candidate_ok, batch['region_batch'],
-                                          r_unsup, self.contrast)
+        l_u, n_u = contrast.contrast_loss(f0, f1, pseudo0, pseudo1, anchor_ok, candidate_ok, r.scene, r_unsup,
+                                          self.contrast)
         terms[f'contrast_stage{stage}'] = l_u
         terms['contrast_anchors'] = n_u
         total_unsup += l_u
       if self.w_sup_contrast:
-        l_s, n_s = contrast.contrast_loss(f0, f1, truth, truth, truth_ok, truth_ok, batch['region_batch'], r_sup,
-                                          self.contrast)
+        l_s, n_s = contrast.contrast_loss(f0, f1, truth, truth, truth_ok, truth_ok, r.scene, r_sup, self.contrast)
         terms[f'sup_contrast_stage{stage}'] = l_s
         terms['sup_contrast_anchors'] = n_s
         total_sup += l_s
@@ -110,14 +105,14 @@ def _stages_of(output) -> tuple:
 
 @dataclasses.dataclass(frozen=True)
 class BoundaryObjective:
-  """Focal loss of the boundary network on labeled points ('labels' hold 0/1 boundary targets,
-  the ignore label elsewhere)."""
+  """Focal loss of the boundary network on labeled points (``targets.labels`` hold 0/1 boundary
+  targets, the ignore label elsewhere)."""
   alpha: float = 2.0
   ignore_label: int = IGNORE_LABEL
 
-  def __call__(self, outputs, geoms, batch, rng, step=None):
+  def __call__(self, outputs, geoms, targets: Targets, rng, step=None):
     del geoms, rng, step
-    valid = batch['labels'] != self.ignore_label
-    targets = batch['labels'] == 1
-    loss = sum(supervised.focal_loss(o['logits'][:, 0], targets, valid, self.alpha) for o in outputs) / len(outputs)
+    valid = targets.labels != self.ignore_label
+    boundary = targets.labels == 1
+    loss = sum(supervised.focal_loss(o['logits'][:, 0], boundary, valid, self.alpha) for o in outputs) / len(outputs)
     return loss, {'focal': loss}

@@ -8,28 +8,31 @@ same split and settings reads them back instead of training the network again.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import ml_collections
-from flax import jax_utils
+from clu import metric_writers
 
-from ws3d_jax import progress, sparse
+from ws3d_jax import files, progress
+from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.losses.objective import BoundaryObjective
 from ws3d_jax.models import minkunet
-from ws3d_jax.train import steps
-from ws3d_jax.train.parts import (backbone_of, compute_dtype, device_arrays, fit_profile, make_optimizer, pin_profile,
-                                  read_back, scene_logits)
+from ws3d_jax.train import fit, steps
+from ws3d_jax.train.batching import fitted_batcher, semantic_targets
+from ws3d_jax.train.evaluate import scene_logits
+from ws3d_jax.train.parts import backbone_of, compute_dtype, make_optimizer
+from ws3d_jax.train.setup import initial_state
 
-NUM_LEVELS = minkunet.NUM_LEVELS
+# The focal loss reads only the labels (the boundary targets).
+READER = steps.BatchReader(targets=semantic_targets)
 
 
 class BoundaryTargets:
@@ -56,8 +59,24 @@ def fingerprint(config, data) -> str:
   return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def boundary_points(config, data, workdir: Path, writer) -> dict:
-  """{unlabeled entry key: bool per point}, from the cache when it matches, else computed."""
+def needed(config, data) -> bool:
+  """Whether the run's energy reads boundary points of the unlabeled scenes."""
+  return bool(config.boundary.enabled and config.loss.w_energy and config.loss.boundary_labels
+              and config.train.unlabeled_batch and len(data.unlabeled))
+
+
+def with_boundary_points(config, data, workdir: Path, writer=None):
+  """``data`` with the boundary network's points in its unlabeled branch, when the run needs them."""
+  if not needed(config, data):
+    return data
+  return dataclasses.replace(data, unlabeled=data.unlabeled.with_boundary(boundary_points(config, data, workdir,
+                                                                                           writer)))
+
+
+def boundary_points(config, data, workdir: Path, writer=None) -> dict:
+  """{unlabeled entry key: bool per point}, from the cache when it matches, else computed
+  (``writer``: where its training curves and quality go; None: nowhere)."""
+  writer = writer if writer is not None else metric_writers.MultiWriter([])
   cache = Path(config.boundary.cache_dir) if config.boundary.cache_dir else Path(workdir) / 'boundary'
   manifest, points_file = cache / 'manifest.json', cache / 'points.npz'
   key = fingerprint(config, data)
@@ -88,13 +107,10 @@ def boundary_points(config, data, workdir: Path, writer) -> dict:
                ', '.join(f'{k} {v:.3f}' for k, v in quality.items()))
 
   # The manifest is written last: a run killed half way leaves no manifest, so no cache is trusted.
-  cache.mkdir(parents=True, exist_ok=True)
   manifest.unlink(missing_ok=True)
-  tmp = cache / 'points.tmp.npz'
-  np.savez_compressed(tmp, **points)
-  tmp.replace(points_file)
-  manifest.write_text(json.dumps({'fingerprint': key, 'scenes': len(points), 'quality': quality,
-                                  'settings': config.boundary.to_dict()}, indent=2))
+  files.save_npz(points_file, points)
+  files.write_json(manifest, {'fingerprint': key, 'scenes': len(points), 'quality': quality,
+                              'settings': config.boundary.to_dict()})
   return points
 
 
@@ -112,46 +128,19 @@ def train_boundary_net(config, data, writer):
   batch_size = max(devices, b.batch_size // devices * devices)
   source = BoundaryTargets(data.labeled)
   aug = AugmentParams.from_config(config.data.augment)
-  batcher = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=devices)
   rng = np.random.default_rng(config.seed)
   elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
-  batcher.profile = fit_profile(batcher, elements, config.buckets)
-  if config.buckets.pin:
-    batcher.profile = pin_profile(batcher, [(source, batch_size)], config)
+  batcher = fitted_batcher(config, elements, num_shards=devices, pin_branches=[(source, batch_size)])
   model = make_boundary_model(config)
-  tx, _ = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
-  first = batcher(elements)
-  with progress.Compiles('the boundary network\'s initialisation', 'seconds to a minute').around(None):
-    state = steps.create_train_state(jax.random.PRNGKey(config.seed + 7), model, tx,
-                                     jax.tree.map(lambda x: x[0], first['view0']), first['caps'])
-  state = steps.replicate(state)
-  key = steps.replicate(jax.random.PRNGKey(config.seed + 8))
-  objective = BoundaryObjective(alpha=b.focal_alpha)
+  tx, schedule = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
+  state = initial_state(config.seed + 7, model, tx, batcher, elements, "the boundary network's")
   stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
                                     num_threads=config.data.num_threads)
-  timer = progress.StepTimer('boundary network', 0, b.steps)
-  compiles = progress.Compiles('the boundary network\'s train step')
-  t0 = time.time()
-  with progress.Activity.current().doing(timer.status):
-    for step in range(1, b.steps + 1):
-      batch = next(stream)
-      with compiles.around(batch['caps'], progress.caps_detail(batch['caps'])):
-        state, metrics = steps.train_step(state, device_arrays(batch), key, batch['caps'], model, objective)
-      timer.dispatched(step, compiles.compiled)
-      first_rate = timer.rate() is None and read_back(metrics, timer, step)  # as in trainer.train
-      if step % config.train.log_every == 0 or step == b.steps or step == 1 or first_rate:
-        m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
-        timer.synced(step)
-        sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
-        if m['nonfinite']:
-          raise FloatingPointError(f'the boundary network\'s focal loss became NaN/inf by step {step}; '
-                                   'lower optim.lr or check the labeled scenes')
-        writer.write_scalars(step, {'boundary/focal_loss': float(m['loss']),
-                                    'boundary/grad_norm': float(m['grad_norm'])})
-        speed = (f'first step, compile included: {progress.duration(time.time() - t0)}' if step == 1
-                 else timer.speed())
-        logging.info('boundary network step %d/%d  focal %.4f  (%s)', step, b.steps, float(m['loss']), speed)
-  state = jax.device_get(jax_utils.unreplicate(state))
+  loop = fit.Loop(name='boundary network', step_label='boundary network step',
+                  compile_name="the boundary network's train step", scalar_prefix='boundary/', total_steps=b.steps,
+                  log_every=config.train.log_every)
+  state = fit.fit(loop, state, stream, model, BoundaryObjective(alpha=b.focal_alpha), READER,
+                  jax.random.PRNGKey(config.seed + 8), writer, schedule)
   return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
 
 

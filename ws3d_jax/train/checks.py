@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ws3d_jax.data import build
+from ws3d_jax.data import datasets
 from ws3d_jax.models import minkunet
+from ws3d_jax.train import tasks
 
 EXPORT_FORMATS = ('official', 'ply')
 
 
 def validate_config(config) -> None:
   d, t, l = config.data, config.train, config.loss
-  build.canonical_name(d.name)
+  datasets.get(d.name)
+  tasks.get(config.task)
   if not 0 < d.label_ratio <= 1:
     raise ValueError(f'data.label_ratio={d.label_ratio} is impossible: it is the labeled fraction of the training '
                      'points, in (0, 1]; use a config token such as 5pct or --config.data.label_ratio=0.05')
@@ -58,7 +60,7 @@ def validate_config(config) -> None:
   if t.init_from and not (Path(t.init_from) / 'checkpoints').is_dir():
     raise FileNotFoundError(f'train.init_from={t.init_from} has no checkpoints/ folder; point it at the workdir of a '
                             'finished run (typically the sup_only run of the same split)')
-  if config.get('task', 'semantic') == 'instance':
+  if config.task == 'instance':
     validate_instance(config)
 
 

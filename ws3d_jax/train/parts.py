@@ -1,24 +1,20 @@
 """The pieces a run is built from, each from its config section: backbone, model, objective,
-optimiser, and the batch helpers the training loops share."""
+optimiser and its schedule."""
 from __future__ import annotations
 
 import dataclasses
 import functools
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from ws3d_jax import progress, sparse
-from ws3d_jax.data import pipeline
 from ws3d_jax.losses.contrast import ContrastParams
 from ws3d_jax.losses.energy import EnergyParams
 from ws3d_jax.losses.objective import Objective
 from ws3d_jax.losses.schedule import Ramp
 from ws3d_jax.models import minkunet
 from ws3d_jax.models.ws3d import WS3DNet
-from ws3d_jax.train.steps import AXIS, predict_step
+from ws3d_jax.train.steps import AXIS
 
 NUM_LEVELS = minkunet.NUM_LEVELS
 
@@ -84,75 +80,3 @@ def _adam_step_decay(lr: float, factor: float, boundaries: tuple, grad_clip: flo
   if grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
   return tx, schedule
-
-
-def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
-  """Waits for this step's results and tells the timer; True when that gave it its first rate."""
-  jax.block_until_ready(metrics['loss'])
-  timer.synced(step)
-  return timer.rate() is not None
-
-
-def device_arrays(batch: dict) -> dict:
-  """The arrays of a batch that go to the devices (not its capacities or scene names)."""
-  return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
-
-
-# Whole scenes are padded on a coarser ladder than training batches: every rung is a compile of
-# the prediction function (tens of seconds on a CPU), and a room data set's scenes spread over
-# 4-6 rungs of the 1.25 ladder but over 1-2 of a 2x one; inference pays at most 2x padding.
-WHOLE_SCENE_GROWTH = 2.0
-# One per process, as jit's own cache of predict_step is (keyed by the same static arguments).
-_PREDICT_COMPILES = progress.Compiles('the whole-scene prediction', 'tens of seconds on a small CPU')
-
-
-def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
-  """The padded model inputs of one whole, unaugmented scene (plus its padded point
-  coordinates, which the instance heads read) and their capacities."""
-  profile = dataclasses.replace(profile, growth=max(profile.growth, WHOLE_SCENE_GROWTH))
-  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
-                                     names=[scene['scene_id']])
-  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
-  arrays['xyz'] = np.zeros((caps.points, 3), np.float32)
-  arrays['xyz'][:len(scene['xyz'])] = scene['xyz']
-  return arrays, caps
-
-
-def scene_logits(variables, scene: dict, voxel_size: float, profile, model) -> np.ndarray:
-  """Per-point logits (N, C) of one whole, unaugmented scene: every point reads its voxel."""
-  arrays, caps = scene_arrays(scene, voxel_size, profile)
-  with _PREDICT_COMPILES.around((caps, model), progress.caps_detail(caps)):
-    logits, needed = predict_step(variables, {k: arrays[k] for k in pipeline.VIEW_KEYS}, caps, model)
-  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
-  return np.asarray(logits)[:len(scene['xyz'])]
-
-
-def pin_profile(batcher: pipeline.Batcher, branches, config) -> sparse.BucketProfile:
-  """``batcher.profile`` with its lowest rung raised above every batch the run can draw, so that
-  each step function compiles once (``buckets.pin``; compiles cost minutes on a small CPU).
-
-  ``branches``: (source, scenes per batch) pairs. A batch's scale is at most the sum of its
-  scenes' scales, so the bound is each branch's largest scales summed, times the headroom for
-  what augmentation changes. Counts every scene of the sources once (host, unaugmented)."""
-  from ws3d_jax.data.augment import AugmentParams  # noqa: PLC0415
-  rng = np.random.default_rng(config.seed)
-  aug = AugmentParams.from_config(config.data.augment)
-  profile, bound = batcher.profile, 0.0
-  for source, size in branches:
-    if not size:
-      continue
-    labeled = getattr(source, 'labeled', None)
-    scales = []
-    for i in range(len(source)):
-      scene = source[i] if labeled is None else dict(source[i], labeled=labeled)
-      scales.append(profile.scale(batcher.count([pipeline.make_element(scene, rng, aug, 1)])))
-    bound += sum(sorted(scales, reverse=True)[:size])
-  return dataclasses.replace(profile, min_voxels=max(profile.min_voxels,
-                                                     int(np.ceil(config.buckets.headroom * bound))))
-
-
-def fit_profile(batcher: pipeline.Batcher, elements: list, buckets) -> sparse.BucketProfile:
-  """Bucket profile fitted to one batch, with headroom for the rest (bigger batches climb the
-  1.25 ladder; each rung compiles once)."""
-  return sparse.BucketProfile.from_counts(batcher.count(elements), headroom=buckets.headroom,
-                                          growth=buckets.growth, min_voxels=buckets.min_voxels)

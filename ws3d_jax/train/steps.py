@@ -10,7 +10,9 @@ checkpoint steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -58,33 +60,47 @@ def views_of(batch: dict) -> list:
   return [v for v in VIEWS if v in batch]
 
 
-PROPOSAL_KEYS = ('proposal_point', 'proposal_id', 'proposal_valid', 'proposal_target')
+def no_inputs(batch: dict, view: str) -> dict:
+  del batch, view
+  return {}
 
 
-def instance_inputs(batch: dict, view: str) -> dict:
-  """The extra inputs of an instance model (PointGroupNet): the view's point coordinates, and
-  on the first view the proposals the ScoreNet rates. Empty for a semantic batch."""
-  if 'offset_target' not in batch[view]:
-    return {}
-  proposals = {k: batch[k] for k in PROPOSAL_KEYS} if view == VIEWS[0] else None
-  return {'xyz': batch[view]['xyz'], 'proposals': proposals}
+@dataclasses.dataclass(frozen=True)
+class BatchReader:
+  """How a task reads the pipeline's batch inside the step: the typed targets its objective
+  takes, and the extra keyword inputs its model takes per view. Module-level functions, so the
+  reader is hashable and a static argument of the step."""
+  targets: Callable  # batch -> losses.targets.Targets
+  model_inputs: Callable = no_inputs  # (batch, view) -> {name: array}
 
 
-@functools.partial(jax.pmap, axis_name=AXIS, static_broadcasted_argnums=(3, 4, 5), donate_argnums=(0,))
-def train_step(state: TrainState, batch: dict, rng, caps, model, objective):
+def forward_views(model, variables: dict, batch: dict, geoms: list, reader: BatchReader, train: bool = True):
+  """Every view of the batch through the model, in turn, the BatchNorm statistics of one view
+  carried into the next (as two calls of a PyTorch model in train mode would). Returns
+  (outputs per view, the statistics after the last view)."""
+  stats, outputs = variables['batch_stats'], []
+  for v, geom in zip(views_of(batch), geoms):
+    out, updates = model.apply({'params': variables['params'], 'batch_stats': stats}, batch[v]['features'], geom,
+                               train=train, mutable=['batch_stats'], **reader.model_inputs(batch, v))
+    stats = updates['batch_stats']
+    outputs.append(out)
+  return outputs, stats
+
+
+def view_geometries(batch: dict, caps, model) -> list:
+  return [sparse.geometry_of(batch[v], caps, model.spec.chunk_sizes()) for v in views_of(batch)]
+
+
+@functools.partial(jax.pmap, axis_name=AXIS, static_broadcasted_argnums=(3, 4, 5, 6), donate_argnums=(0,))
+def train_step(state: TrainState, batch: dict, rng, caps, model, objective, reader: BatchReader):
   """One optimisation step on this device's shard. Returns (state, metrics averaged over devices)."""
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
-  views = views_of(batch)
-  geoms = [sparse.geometry_of(batch[v], caps, model.spec.chunk_sizes()) for v in views]
+  geoms = view_geometries(batch, caps, model)
+  targets = reader.targets(batch)
 
   def loss_fn(params):
-    stats, outputs = state.batch_stats, []
-    for v, geom in zip(views, geoms):
-      out, updates = model.apply({'params': params, 'batch_stats': stats}, batch[v]['features'], geom,
-                                 train=True, mutable=['batch_stats'], **instance_inputs(batch, v))
-      stats = updates['batch_stats']
-      outputs.append(out)
-    loss, terms = objective(outputs, geoms, batch, rng, state.step)
+    outputs, stats = forward_views(model, {'params': params, 'batch_stats': state.batch_stats}, batch, geoms, reader)
+    loss, terms = objective(outputs, geoms, targets, rng, state.step)
     return loss, (terms, stats)
 
   (loss, (terms, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -100,9 +116,11 @@ def train_step(state: TrainState, batch: dict, rng, caps, model, objective):
   return state, metrics
 
 
-@functools.partial(jax.jit, static_argnames=('caps', 'model'))
-def predict_step(variables: dict, arrays: dict, caps, model):
-  """Per-point logits of one (unsharded) batch, in inference mode; plus the needed capacities."""
+@functools.partial(jax.jit, static_argnames=('caps', 'model', 'keys'))
+def predict_step(variables: dict, arrays: dict, caps, model, keys=('logits',), **inputs):
+  """The model outputs named in ``keys`` for one (unsharded) batch in inference mode, and the
+  needed capacities. ``inputs``: the model's extra keyword inputs (an instance model's point
+  coordinates and proposals). Outputs not asked for are not computed."""
   geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-  out = model.apply(variables, arrays['features'], geom, train=False)
-  return out['logits'], geom.needed
+  out = model.apply(variables, arrays['features'], geom, train=False, **inputs)
+  return {k: out[k] for k in keys}, geom.needed

@@ -1,7 +1,7 @@
 """Pseudo-label quality counted by hand on a three-region scene."""
 import numpy as np
 
-from ws3d_jax.evaluation import pseudo_labels
+from ws3d_jax.diagnostics import pseudo_labels
 
 IGNORE = 255
 

@@ -6,15 +6,22 @@ pseudo-labels are wrong, WS3D reinforces the errors, so their coverage and accur
 the ground truth that training never saw) is the first thing to look at when WS3D does not beat
 sup_only.
 
-    python -m ws3d_jax.evaluation.pseudo_labels --workdir=runs/x --config=configs/scannet.py:10pct [--config.x=y]
+    python -m ws3d_jax.diagnostics.pseudo_labels --workdir=runs/x --config=configs/scannet.py:10pct [--config.x=y]
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import orbax.checkpoint as ocp
 
-from ws3d_jax.data.labels import IGNORE_LABEL
+from ws3d_jax.constants import IGNORE_LABEL
+from ws3d_jax.data import sources, splits
+from ws3d_jax.data.pipeline import subset_scene
+from ws3d_jax.train import parts
+from ws3d_jax.train.batching import fitted_batcher, sample_elements
+from ws3d_jax.train.evaluate import scene_logits
 
 
 def region_pseudo_labels(point_logits: np.ndarray, region_id: np.ndarray, num_regions: int):
@@ -55,9 +62,6 @@ def summarize(counts: list[dict]) -> dict:
 def unlabeled_quality(variables, data, config, profile, model, max_scenes: int = 0) -> dict:
   """Pseudo-label coverage and accuracy of a model over the unlabeled scenes of a run (the
   first ``max_scenes`` of them; 0: all), against their hidden ground truth."""
-  from ws3d_jax.data import sources  # noqa: PLC0415
-  from ws3d_jax.train import parts  # noqa: PLC0415
-
   counts = []
   count = len(data.unlabeled) if not max_scenes else min(max_scenes, len(data.unlabeled))
   for i in range(count):
@@ -66,20 +70,15 @@ def unlabeled_quality(variables, data, config, profile, model, max_scenes: int =
     scene = data.unlabeled[i]
     truth = source[index]
     if entry.get('cut') is not None:
-      truth = sources.subset_scene(truth, sources.splits.apply_cut(truth['xyz'], entry['cut']))
-    logits = parts.scene_logits(variables, scene, config.data.voxel_size, profile, model)
+      truth = subset_scene(truth, splits.apply_cut(truth['xyz'], entry['cut']))
+    logits = scene_logits(variables, scene, config.data.voxel_size, profile, model)
     counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), config.loss.gamma))
   return summarize(counts)
 
 
 def main(argv):
   del argv
-  from absl import flags
-  import orbax.checkpoint as ocp
-  from pathlib import Path
-
-  from ws3d_jax.data import sources
-  from ws3d_jax.train import parts, trainer
+  from absl import flags  # noqa: PLC0415
 
   config, workdir = flags.FLAGS.config, Path(flags.FLAGS.workdir)
   data = sources.load_experiment(config, workdir)
@@ -88,8 +87,7 @@ def main(argv):
   step = flags.FLAGS.step or manager.latest_step()
   state = manager.restore(step)
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-  batcher = trainer.pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
-  profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
+  profile = fitted_batcher(config, sample_elements(data, config)).profile
   print(json.dumps({'step': step, **unlabeled_quality(variables, data, config, profile, model)}, indent=2))
 
 

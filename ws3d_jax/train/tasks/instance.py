@@ -15,7 +15,6 @@ the only host round trip of that step (docs/training.md).
 """
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -23,19 +22,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ws3d_jax import sparse
-from ws3d_jax.data import build, pipeline
-from ws3d_jax.data.labels import CLASSES, IGNORE_LABEL
-from ws3d_jax.data.sources import LABEL_SETS
-from ws3d_jax.evaluation import export, semantic
+from ws3d_jax.data import datasets, pipeline
+from ws3d_jax.data.labels import CLASSES
+from ws3d_jax.evaluation import semantic
 from ws3d_jax.evaluation import instance as instance_eval
 from ws3d_jax.geometry import cluster
 from ws3d_jax.losses.instance import InstanceObjective, score_targets
+from ws3d_jax.losses.targets import Instances
 from ws3d_jax.models.pointgroup import PointGroupNet
-from ws3d_jax.train import parts
-from ws3d_jax.train.steps import AXIS
-
-NUM_LEVELS = parts.NUM_LEVELS
+from ws3d_jax.train import evaluate, parts
+from ws3d_jax.train.batching import device_arrays, semantic_targets
+from ws3d_jax.train.steps import AXIS, VIEWS, BatchReader, predict_step, views_of
+from ws3d_jax.train.tasks.base import Task
 
 
 def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> PointGroupNet:
@@ -66,15 +64,6 @@ def cluster_scene(xyz, offsets, semantic_pred, config, ignore_ids) -> cluster.Pr
   i = config.instance
   return cluster.propose(xyz, offsets, semantic_pred, radius=i.cluster_radius, min_points=i.cluster_min_points,
                          ignore_classes=ignore_ids, shift_radius=i.shift_radius)
-
-
-@functools.partial(jax.jit, static_argnames=('caps', 'model'))
-def predict_step(variables: dict, arrays: dict, caps, model, proposals=None):
-  """Per-point logits and offsets of one (unsharded) batch in inference mode, the ScoreNet
-  logits of the given proposals, and the needed capacities."""
-  geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-  out = model.apply(variables, arrays['features'], geom, train=False, xyz=arrays['xyz'], proposals=proposals)
-  return out['logits'], out['offsets'], out['proposal_scores'], geom.needed
 
 
 def pack_proposals(groups: list, max_proposals: int, members: int) -> tuple[dict, int]:
@@ -135,10 +124,11 @@ def make_before_step(config, eval_model, total_steps: int):
       return batch
     filled = []
     for d in range(batch['proposal_id'].shape[0]):
-      shard = jax.tree.map(lambda x: x[d], {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')})
+      shard = jax.tree.map(lambda x: x[d], device_arrays(batch))
       variables = jax.tree.map(lambda x: x[d], {'params': state.params, 'batch_stats': state.batch_stats})
-      logits, offsets, _, _ = predict_step(variables, shard['view0'], batch['caps'], eval_model)
-      arrays, dropped = batch_proposals(np.asarray(logits), np.asarray(offsets), shard, config, ignore_ids,
+      out, _ = predict_step(variables, shard['view0'], batch['caps'], eval_model, ('logits', 'offsets'),
+                            xyz=shard['view0']['xyz'])
+      arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, config, ignore_ids,
                                         batch['proposal_valid'].shape[1])
       if dropped and not warned[0]:
         warned[0] = True
@@ -152,7 +142,7 @@ def make_before_step(config, eval_model, total_steps: int):
 
 
 def class_names_of(config) -> tuple:
-  return CLASSES[LABEL_SETS[build.canonical_name(config.data.name)]]
+  return CLASSES[datasets.get(config.data.name).label_set]
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -161,10 +151,9 @@ def predict_instances(variables, scene: dict, config, profile, model, ignore_ids
   """Semantic classes and scored, NMS-filtered instance masks of one whole scene."""
   i = config.instance
   n = len(scene['xyz'])
-  arrays, caps = parts.scene_arrays(scene, config.data.voxel_size, profile)
-  logits, offsets, _, needed = predict_step(variables, arrays, caps, model)
-  sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
-  logits, offsets = np.asarray(logits)[:n], np.asarray(offsets)[:n]
+  arrays, caps = evaluate.scene_arrays(scene, config.data.voxel_size, profile)
+  out = evaluate.predict_arrays(variables, arrays, caps, model, ('logits', 'offsets'), xyz=arrays['xyz'])
+  logits, offsets = out['logits'][:n], out['offsets'][:n]
   pred = logits.argmax(-1)
   props = cluster_scene(scene['xyz'], offsets, pred, config, ignore_ids)
   empty = {'semantic': pred, 'masks': np.zeros((0, n), bool), 'classes': np.zeros(0, np.int32),
@@ -177,8 +166,9 @@ def predict_instances(variables, scene: dict, config, profile, model, ignore_ids
   order = sorted(range(len(members)), key=lambda j: -len(members[j]))
   arrays_p, _ = pack_proposals([(members[j], 0.0) for j in order], capacity, 2 * caps.points)
   classes = props.semantic[order]
-  _, _, score_logits, _ = predict_step(variables, arrays, caps, model, jax.tree.map(jnp.asarray, arrays_p))
-  scores = 1.0 / (1.0 + np.exp(-np.asarray(score_logits)[:len(order)]))
+  score_logits = evaluate.predict_arrays(variables, arrays, caps, model, ('proposal_scores',), xyz=arrays['xyz'],
+                                         proposals=jax.tree.map(jnp.asarray, arrays_p))['proposal_scores']
+  scores = 1.0 / (1.0 + np.exp(-score_logits[:len(order)]))
   masks = np.zeros((len(order), n), bool)
   valid = arrays_p['proposal_id'] < capacity
   masks[arrays_p['proposal_id'][valid], arrays_p['proposal_point'][valid]] = True
@@ -191,26 +181,25 @@ def predict_instances(variables, scene: dict, config, profile, model, ignore_ids
           'scores': scores[keep].astype(np.float32)}
 
 
-def evaluate(variables, data, config, profile, model, max_scenes: int = 0, export_dir: Path | None = None):
-  """AP on the ScanNet protocol over the evaluation scenes, plus the semantic mIoU."""
-  class_names = data.class_names
-  ignore_ids = ignore_class_ids(config, class_names)
-  evaluator = instance_eval.InstanceEvaluator(
-      class_names=class_names, instance_classes=[c for c in range(len(class_names)) if c not in ignore_ids],
-      min_region_size=config.instance.eval_min_region_size)
-  num_classes = len(class_names)
-  conf = np.zeros((num_classes, num_classes), np.int64)
-  count = len(data.eval_scenes) if not max_scenes else min(max_scenes, len(data.eval_scenes))
-  for k in range(count):
-    scene = data.eval_scenes[k]
-    out = predict_instances(variables, scene, config, profile, model, ignore_ids)
-    conf += semantic.confusion(out['semantic'], scene['semantic'], num_classes, IGNORE_LABEL)
-    evaluator.add_scene(scene['scene_id'], scene['semantic'], scene['instance'], out['masks'], out['classes'],
-                        out['scores'])
-    if export_dir is not None:
-      export_scene(export_dir, scene, out, data.label_set, config, k)
-  summary = {**evaluator.result(), **semantic.summarize(conf, class_names)}
-  return summary, conf
+class Scorer:
+  """AP on the ScanNet protocol over the scenes added (ScanNet's official evaluator's rules)."""
+
+  def __init__(self, config, class_names):
+    self.ignore_ids = ignore_class_ids(config, class_names)
+    self.evaluator = instance_eval.InstanceEvaluator(
+        class_names=class_names, instance_classes=[c for c in range(len(class_names)) if c not in self.ignore_ids],
+        min_region_size=config.instance.eval_min_region_size)
+
+  def add(self, scene: dict, out: dict) -> None:
+    self.evaluator.add_scene(scene['scene_id'], scene['semantic'], scene['instance'], out['masks'], out['classes'],
+                             out['scores'])
+
+  def result(self) -> dict:
+    return self.evaluator.result()
+
+
+def predict_scene(variables, scene: dict, config, profile, model) -> dict:
+  return predict_instances(variables, scene, config, profile, model, ignore_class_ids(config, class_names_of(config)))
 
 
 def export_scene(export_dir: Path, scene: dict, out: dict, label_set: str, config, index: int) -> None:
@@ -221,29 +210,40 @@ def export_scene(export_dir: Path, scene: dict, out: dict, label_set: str, confi
   if 'ply' in formats and index < config.eval.ply_scenes:
     instance_eval.write_instance_ply(export_dir / 'instance_ply' / f'{scene["scene_id"]}.ply', scene['xyz'],
                                      out['masks'], out['scores'])
-  export.export_predictions(label_set, export_dir, scene['scene_id'], scene['xyz'], out['semantic'],
-                            formats if index < config.eval.ply_scenes else formats - {'ply'})
+  evaluate.export_semantic(export_dir, scene, out['semantic'], label_set, config, index)
 
 
 def write_eval(writer, step: int, summary: dict, conf, class_names, prefix: str = 'val') -> None:
-  from ws3d_jax.train import trainer  # noqa: PLC0415  (trainer imports this module lazily)
   writer.write_scalars(step, {f'{prefix}/ap': summary['ap'], f'{prefix}/ap50': summary['ap50'],
                               f'{prefix}/ap25': summary['ap25'],
                               **{f'{prefix}/ap50/{k}': v['ap50'] for k, v in summary['per_class'].items()
                                  if v['ap50'] is not None and np.isfinite(v['ap50'])}})
-  trainer.write_eval(writer, step, summary, conf, class_names, prefix)
+  evaluate.write_semantic_eval(writer, step, summary, conf, class_names, prefix)
 
 
 def format_summary(summary: dict) -> str:
   return instance_eval.format_table(summary) + '\n' + semantic.format_table(summary)
 
 
-def _task():
-  from ws3d_jax.train import trainer  # noqa: PLC0415
-  return trainer.Task(metric='ap50', make_model=make_model, make_objective=make_objective, evaluate=evaluate,
-                      write_eval=write_eval, format_summary=format_summary,
-                      max_proposals=lambda config: config.instance.max_proposals,
-                      before_step=make_before_step)
+# --- how the step reads an instance batch ---------------------------------------------------------
+
+PROPOSAL_KEYS = ('proposal_point', 'proposal_id', 'proposal_valid', 'proposal_target')
 
 
-TASK = _task()
+def model_inputs(batch: dict, view: str) -> dict:
+  """PointGroupNet's extra inputs: the view's point coordinates, and on the first view the
+  proposals the ScoreNet rates."""
+  proposals = {k: batch[k] for k in PROPOSAL_KEYS} if view == VIEWS[0] else None
+  return {'xyz': batch[view]['xyz'], 'proposals': proposals}
+
+
+def targets(batch: dict):
+  instances = Instances(id=batch['instance'], offsets=tuple(batch[v]['offset_target'] for v in views_of(batch)),
+                        proposal_target=batch['proposal_target'], proposal_valid=batch['proposal_valid'])
+  return semantic_targets(batch).replace(instances=instances)
+
+
+TASK = Task(name='instance', metric='ap50', make_model=make_model, make_objective=make_objective,
+            reader=BatchReader(targets=targets, model_inputs=model_inputs), predict_scene=predict_scene,
+            export_scene=export_scene, write_eval=write_eval, format_summary=format_summary, make_scorer=Scorer,
+            max_proposals=lambda config: config.instance.max_proposals, before_step=make_before_step)

@@ -4,41 +4,40 @@ cross-entropy gradient, at a checkpoint of a run, on the batches that run traine
 When WS3D trails sup_only, a term whose (weighted) gradient dwarfs the cross-entropy's, or
 points against it, is where to look; the loss values alone do not tell (Adam rescales the sum).
 
-    python -m ws3d_jax.evaluation.term_gradients --workdir=runs/x --config=configs/scannet.py:10pct \
+    python -m ws3d_jax.diagnostics.term_gradients --workdir=runs/x --config=configs/scannet.py:10pct \
         [--step=100] [--batches=4] [--config.x=y ...]
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
+from ws3d_jax.data import pipeline, sources
+from ws3d_jax.data.augment import AugmentParams
+from ws3d_jax.train import boundary, parts, steps
+from ws3d_jax.train.batching import device_arrays, fitted_batcher, sample_elements, semantic_targets
+
+READER = steps.BatchReader(targets=semantic_targets)
 TERMS = ('ce', 'sup_contrast', 'energy', 'contrast')
 
 
-def term_gradients(params, batch_stats, model, objective, batch: dict, rng) -> dict:
+def term_gradients(params, batch_stats, model, objective, batch: dict, rng, reader=READER) -> dict:
   """Weighted gradient of each WS3D term for one (unsharded) batch: {term: flat gradient}."""
-  from ws3d_jax import sparse  # noqa: PLC0415
-  from ws3d_jax.train import steps  # noqa: PLC0415
-
   caps = batch['caps']
-  arrays = {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
-  views = steps.views_of(arrays)
+  arrays = device_arrays(batch)
   weights = {'ce': objective.w_ce, 'sup_contrast': objective.w_sup_contrast, 'energy': objective.w_energy,
              'contrast': objective.w_contrast}
 
   def terms_of(params, arrays):
-    geoms = [sparse.geometry_of(arrays[v], caps, model.spec.chunk_sizes()) for v in views]
-    stats, outputs = batch_stats, []
-    for v, geom in zip(views, geoms):
-      out, updates = model.apply({'params': params, 'batch_stats': stats}, arrays[v]['features'], geom, train=True,
-                                 mutable=['batch_stats'])
-      stats = updates['batch_stats']
-      outputs.append(out)
-    _, terms = objective(outputs, geoms, arrays, rng)
+    geoms = steps.view_geometries(arrays, caps, model)
+    outputs, _ = steps.forward_views(model, {'params': params, 'batch_stats': batch_stats}, arrays, geoms, reader)
+    _, terms = objective(outputs, geoms, reader.targets(arrays), rng)
     return jnp.stack([weights[k] * terms.get(k, 0.0) for k in TERMS])
 
   # One compiled gradient, called once per term (a Jacobian would hold every term's backward
@@ -69,37 +68,33 @@ def summarize(grads: list[dict]) -> dict:
   return out
 
 
-def main(argv):
-  del argv
-  from pathlib import Path  # noqa: PLC0415
-
-  import orbax.checkpoint as ocp  # noqa: PLC0415
-  from absl import flags  # noqa: PLC0415
-
-  from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
-  from ws3d_jax.data.augment import AugmentParams  # noqa: PLC0415
-  from ws3d_jax.train import parts, trainer  # noqa: PLC0415
-
-  config, workdir = flags.FLAGS.config, Path(flags.FLAGS.workdir)
+def report(config, workdir: Path, step: int = 0, batches: int = 2) -> dict:
+  """Per-term gradient summary of the checkpoint of ``step`` (0: the latest) of the run in
+  ``workdir``, over ``batches`` of the batches the run trained on from that step. Computes the
+  boundary points again when their cache is missing or stale."""
   data = sources.load_experiment(config, workdir)
   num_classes = len(data.class_names)
-  manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
-  step = flags.FLAGS.step or manager.latest_step()
+  manager = ocp.CheckpointManager((Path(workdir) / 'checkpoints').absolute())
+  step = step or manager.latest_step()
   state = manager.restore(step)
-  if config.loss.w_energy and config.loss.boundary_labels and config.boundary.enabled:
-    from ws3d_jax.train import boundary  # noqa: PLC0415
-    data.unlabeled.boundary = boundary.boundary_points(config, data, workdir, None)
+  data = boundary.with_boundary_points(config, data, workdir)
   model = parts.make_model(config, num_classes, bn_axis=None)
   objective = parts.make_objective(config, num_classes)
-  batcher = pipeline.Batcher(config.data.voxel_size, None, parts.NUM_LEVELS)
-  batcher.profile = parts.fit_profile(batcher, trainer.sample_elements(data, config), config.buckets)
+  batcher = fitted_batcher(config, sample_elements(data, config))
   t = config.train
   stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
                                 batcher, AugmentParams.from_config(config.data.augment), start_step=step,
                                 num_threads=1)
   grads = [term_gradients(state['params'], state['batch_stats'], model, objective, next(stream),
-                          jax.random.PRNGKey(i)) for i in range(flags.FLAGS.batches)]
-  print(json.dumps({'step': step, 'batches': flags.FLAGS.batches, **summarize(grads)}, indent=2))
+                          jax.random.PRNGKey(i)) for i in range(batches)]
+  return {'step': step, 'batches': batches, **summarize(grads)}
+
+
+def main(argv):
+  del argv
+  from absl import flags  # noqa: PLC0415
+  f = flags.FLAGS
+  print(json.dumps(report(f.config, Path(f.workdir), f.step, f.batches), indent=2))
 
 
 if __name__ == '__main__':

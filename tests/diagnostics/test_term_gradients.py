@@ -8,8 +8,10 @@ import pytest
 from configs import synthetic
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.evaluation.term_gradients import TERMS, summarize, term_gradients
-from ws3d_jax.train import parts
+from ws3d_jax import sparse
+from ws3d_jax.diagnostics.term_gradients import READER, TERMS, summarize, term_gradients
+from ws3d_jax.train import parts, steps
+from ws3d_jax.train.batching import device_arrays, fitted_batcher
 
 
 def test_summary_shares_and_cosines_by_hand():
@@ -45,13 +47,11 @@ def test_term_gradients_add_up_to_the_objective_gradient():
   unlabeled['labeled'], labeled['labeled'] = False, True
   aug = AugmentParams.from_config(config.data.augment)
   elements = [pipeline.make_element(s, rng, aug, 2) for s in (labeled, unlabeled)]
-  batcher = pipeline.Batcher(0.1, None, parts.NUM_LEVELS)
-  batcher.profile = parts.fit_profile(batcher, elements, config.buckets)
-  batch = batcher(elements)
+  config.data.voxel_size = 0.1
+  batch = fitted_batcher(config, elements)(elements)
   model = parts.make_model(config, 4, bn_axis=None)
   objective = parts.make_objective(config, 4)
-  arrays = parts.device_arrays(batch)
-  from ws3d_jax import sparse
+  arrays = device_arrays(batch)
   geom = sparse.geometry_of(arrays['view0'], batch['caps'], model.spec.chunk_sizes())
   variables = model.init(jax.random.PRNGKey(0), arrays['view0']['features'], geom)
   grads = term_gradients(variables['params'], variables['batch_stats'], model, objective, batch,
@@ -59,14 +59,10 @@ def test_term_gradients_add_up_to_the_objective_gradient():
   assert set(grads) == set(TERMS) and all(np.linalg.norm(g) > 0 for g in grads.values())
 
   def total(params):
-    geoms = [sparse.geometry_of(arrays[v], batch['caps'], model.spec.chunk_sizes()) for v in ('view0', 'view1')]
-    stats, outs = variables['batch_stats'], []
-    for v, g in zip(('view0', 'view1'), geoms):
-      out, upd = model.apply({'params': params, 'batch_stats': stats}, arrays[v]['features'], g, train=True,
-                             mutable=['batch_stats'])
-      stats = upd['batch_stats']
-      outs.append(out)
-    return objective(outs, geoms, arrays, jax.random.PRNGKey(1))[0]
+    geoms = steps.view_geometries(arrays, batch['caps'], model)
+    outputs, _ = steps.forward_views(model, {'params': params, 'batch_stats': variables['batch_stats']}, arrays,
+                                     geoms, READER)
+    return objective(outputs, geoms, READER.targets(arrays), jax.random.PRNGKey(1))[0]
 
   expected = jax.flatten_util.ravel_pytree(jax.grad(total)(variables['params']))[0]
   np.testing.assert_allclose(sum(grads.values()), np.asarray(expected), rtol=1e-3, atol=1e-5)

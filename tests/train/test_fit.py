@@ -1,0 +1,24 @@
+"""The training loop's stop on non-finite updates says what is kept, and only what exists."""
+import types
+
+import pytest
+
+from ws3d_jax.train import fit
+
+LOOP = fit.Loop(name='WS3D training', step_label='step', compile_name='the step', scalar_prefix='', total_steps=10,
+                log_every=2)
+
+
+def test_no_stop_without_nonfinite_steps():
+  fit.stop_if_nonfinite(0, 5, LOOP, None, None)
+
+
+@pytest.mark.parametrize('last_saved, checkpoints, expected', [
+    (4, types.SimpleNamespace(directory='/w/checkpoints'), r'last good checkpoint \(step 4\) is kept in /w/checkpoints'),
+    (None, types.SimpleNamespace(directory='/w/checkpoints'), r'No checkpoint was written yet \(/w/checkpoints'),
+    (None, None, 'This loop keeps no checkpoints'),
+])
+def test_the_message_names_the_checkpoint_that_exists(last_saved, checkpoints, expected):
+  with pytest.raises(FloatingPointError, match=expected) as e:
+    fit.stop_if_nonfinite(3, 7, LOOP, last_saved, checkpoints)
+  assert 'WS3D training: the loss, gradient or update became NaN/inf in 3 step(s) up to step 7' in str(e.value)

@@ -1,0 +1,92 @@
+"""A run's checkpoints: the last N periodic ones and the best one by the task's metric (orbax),
+what a rerun of a finished run finds, and the state another run's checkpoint starts from."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+  """``<workdir>/checkpoints`` (the last ``keep``) and ``<workdir>/checkpoints_best`` (the best by
+  ``metric``: val mIoU, or AP@50 for instances)."""
+
+  def __init__(self, workdir: Path, keep: int, metric: str):
+    self.metric = metric
+    self.latest = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
+                                        options=ocp.CheckpointManagerOptions(max_to_keep=keep))
+    self.best = ocp.CheckpointManager((workdir / 'checkpoints_best').absolute(),
+                                      options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[metric],
+                                                                           best_mode='max'))
+
+  @property
+  def directory(self) -> Path:
+    return Path(self.latest.directory)
+
+  def latest_step(self) -> int | None:
+    return self.latest.latest_step()
+
+  def save(self, step: int, state) -> None:
+    self.latest.save(step, args=ocp.args.StandardSave(state))
+
+  def save_best(self, step: int, state, value: float) -> None:
+    """Keeps ``state`` if ``value`` of the metric is the best so far (once per step)."""
+    if step not in self.best.all_steps():
+      self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
+
+  def wait_until_finished(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def resume(self, state, init_from: str = '', init_step: int = 0):
+    """(state, step) to train on from: this run's latest checkpoint, else the checkpoint of
+    ``init_from``, else (state, 0)."""
+    step = self.latest.latest_step()
+    if step is not None:
+      logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
+      return self.latest.restore(step, args=ocp.args.StandardRestore(state)), step
+    if init_from:
+      return init_from_run(init_from, init_step, state)
+    return state, 0
+
+  def restore_for_eval(self, which: str, state):
+    """(state, step) of checkpoint ``which``: 'best' (else the latest), 'latest', or a step."""
+    if which == 'best' and self.best.best_step() is not None:
+      return self.best.restore(self.best.best_step(), args=ocp.args.StandardRestore(state)), self.best.best_step()
+    step = self.latest.latest_step() if which in ('best', 'latest') else int(which)
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint to evaluate in {self.latest.directory}; train first (--mode=train)')
+    return self.latest.restore(step, args=ocp.args.StandardRestore(state)), step
+
+
+def completed_metrics(workdir: Path, checkpoints: Checkpoints, total_steps: int) -> dict | None:
+  """The final metrics of a run that already reached total_steps and evaluated them, else None."""
+  path = workdir / 'eval' / 'metrics.json'
+  if checkpoints.latest_step() != total_steps or not path.is_file():
+    return None
+  try:
+    metrics = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None  # unreadable: evaluate again rather than trust it
+  return metrics if metrics.get('step') == total_steps else None
+
+
+def init_from_run(workdir: str, step: int, state):
+  """The state of another run's checkpoint (typically the sup_only run of the same split): the
+  run continues from that step as if its own first steps had been that run's (same parameters,
+  BatchNorm statistics, optimiser state and learning-rate schedule position)."""
+  directory = (Path(workdir) / 'checkpoints').absolute()
+  manager = ocp.CheckpointManager(directory)
+  step = step or manager.latest_step()
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
+                            f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
+  try:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+  except (ValueError, KeyError) as e:
+    raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this model '
+                     f'(another backbone, width or number of classes?): {str(e).splitlines()[0]}') from None
+  logging.info('initialised from step %d of %s', step, directory)
+  return restored, step

@@ -1,0 +1,126 @@
+"""The optimisation loop every network of a run trains through (the boundary network, the WS3D
+network): steps, non-finite and capacity checks, the console and TensorBoard, checkpoints and
+evaluations during training.
+
+Host synchronisation only at log, checkpoint and evaluation steps (and wherever a task's host
+hook needs the state, as the instance task's proposal clustering does): the step counts
+non-finite updates on the device, and the loop reads the count back when it logs or saves.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import jax_utils
+
+from ws3d_jax import progress, sparse
+from ws3d_jax.train import steps
+from ws3d_jax.train.batching import device_arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+  """What one loop is: its names, length and cadence."""
+  name: str  # the console's name of the loop: 'WS3D training'
+  step_label: str  # how a step line starts: 'step', 'boundary network step'
+  compile_name: str  # what the compile line calls the step: 'the WS3D train step'
+  scalar_prefix: str  # TensorBoard tags: '' or 'boundary/'
+  total_steps: int
+  log_every: int
+  logged_terms: tuple = ()  # loss terms on the step line besides the loss
+  checkpoint_every: int = 0  # 0: the loop keeps no checkpoints
+  eval_every: int = 0  # 0: no evaluation during training
+
+
+def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, rng, writer, schedule, start: int = 0,
+        checkpoints=None, evaluate: Callable | None = None, before_step: Callable | None = None):
+  """Trains ``state`` (on the host) from step ``start`` to ``loop.total_steps`` on the batches of
+  ``stream``; returns the final state on the host.
+
+  checkpoints: with ``save(step, state)``, ``latest_step()``, ``wait_until_finished()`` and
+      ``directory``: saved every ``loop.checkpoint_every`` steps, at the last step and before
+      every evaluation.
+  evaluate: (step, host state), every ``loop.eval_every`` steps but the last (the caller
+      evaluates the final state).
+  before_step: (replicated state, step, batch) -> batch, on the host before each step.
+  """
+  state, rng = steps.replicate(state), steps.replicate(rng)
+  nonfinite = jnp.zeros((), jnp.int32)
+  last_saved = checkpoints.latest_step() if checkpoints is not None else None
+  timer = progress.StepTimer(loop.name, start, loop.total_steps)
+  compiles = progress.Compiles(loop.compile_name)
+  t0, points, done = time.time(), 0, 0
+  with progress.Activity.current().doing(timer.status):
+    for step in range(start + 1, loop.total_steps + 1):
+      batch = next(stream)
+      if before_step is not None:
+        batch = before_step(state, step, batch)
+      with compiles.around(batch['caps'], progress.caps_detail(batch['caps'])):
+        state, metrics = steps.train_step(state, device_arrays(batch), rng, batch['caps'], model, objective, reader)
+      timer.dispatched(step, compiles.compiled)
+      nonfinite = nonfinite + metrics['nonfinite'][0]
+      points += int(batch['view0']['point_valid'].sum())
+      done += 1
+      is_last = step == loop.total_steps
+      # Until the loop has a rate, every step is read back (a host sync a step, for a few
+      # steps), and the step that gives the first rate is logged with its ETA; the first step
+      # is logged with what its compile cost.
+      first_rate = timer.rate() is None and read_back(metrics, timer, step)
+      if step % loop.log_every == 0 or is_last or step == start + 1 or first_rate:
+        m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
+        timer.synced(step)
+        sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+        stop_if_nonfinite(int(nonfinite), step, loop, last_saved, checkpoints)
+        elapsed = time.time() - t0
+        scalars = {k: float(v) for k, v in m.items() if k != 'nonfinite'}
+        scalars.update(lr=float(schedule(step - 1)), points_per_second=points / elapsed,
+                       steps_per_second=done / elapsed)
+        writer.write_scalars(step, {loop.scalar_prefix + k: v for k, v in scalars.items()})
+        log_step(loop, step, scalars, f'first step, compile included: {progress.duration(elapsed)}'
+                 if step == start + 1 else timer.speed())
+        t0, points, done = time.time(), 0, 0
+      evaluate_now = evaluate is not None and loop.eval_every and step % loop.eval_every == 0 and not is_last
+      saving = checkpoints is not None and (step % loop.checkpoint_every == 0 or is_last or evaluate_now)
+      if saving or evaluate_now:
+        stop_if_nonfinite(int(nonfinite), step, loop, last_saved, checkpoints)
+        host_state = jax.device_get(jax_utils.unreplicate(state))
+        if saving:
+          checkpoints.save(step, host_state)
+          last_saved = step
+        if evaluate_now:
+          evaluate(step, host_state)
+  if checkpoints is not None:
+    checkpoints.wait_until_finished()
+  return jax.device_get(jax_utils.unreplicate(state))
+
+
+def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
+  """Waits for this step's results and tells the timer; True when that gave it its first rate."""
+  jax.block_until_ready(metrics['loss'])
+  timer.synced(step)
+  return timer.rate() is not None
+
+
+def log_step(loop: Loop, step: int, scalars: dict, speed: str) -> None:
+  terms = ''.join(f'  {k} {scalars[k]:.4f}' for k in loop.logged_terms if k in scalars)
+  logging.info('%s %d/%d  loss %.4f%s  (%s)', loop.step_label, step, loop.total_steps, scalars['loss'], terms, speed)
+
+
+def stop_if_nonfinite(count: int, step: int, loop: Loop, last_saved: int | None, checkpoints) -> None:
+  if not count:
+    return
+  if checkpoints is None:
+    kept = 'This loop keeps no checkpoints.'
+  elif last_saved is None:
+    kept = f'No checkpoint was written yet ({checkpoints.directory} holds none of this run).'
+  else:
+    kept = f'The last good checkpoint (step {last_saved}) is kept in {checkpoints.directory}.'
+  raise FloatingPointError(
+      f'{loop.name}: the loss, gradient or update became NaN/inf in {count} step(s) up to step {step}; those updates '
+      f'were not applied and training stops here. {kept} Lower optim.lr, set optim.grad_clip, or check the input '
+      'data, then run again.')
