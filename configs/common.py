@@ -59,6 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.manual_dir = ''  # the downloaded data set (not needed once built)
   c.data.eval_split = 'validation'
   c.data.holdout = ''  # scene id prefixes taken out of train and evaluated on instead (small samples)
+  c.data.skip_bad_scenes = False  # build without scenes that fail to read (each logged and counted), not stop
   c.data.label_ratio = 0.05
   c.data.split_seed = 0
   c.data.split_file = ''  # a split.json to reuse instead of making one

@@ -2,9 +2,12 @@
 write leaves the previous file, or none, and a later run trusts only complete files."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -52,3 +55,47 @@ def write_json(path: str | os.PathLike, value, indent: int | None = 2) -> Path:
 def save_npz(path: str | os.PathLike, arrays: dict) -> Path:
   """np.savez_compressed of ``arrays`` (names to arrays) under ``path``, atomically."""
   return atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), keep_suffix=True)
+
+
+class WorkdirInUse(RuntimeError):
+  pass
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str | os.PathLike):
+  """Holds ``<workdir>/.lock`` for the duration: a second process that tries while the first
+  lives fails at once with the holder's pid and command. The lock is the kernel's (flock), so a
+  killed process leaves none behind; the file itself stays and is harmless."""
+  path = Path(workdir) / '.lock'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'a+') as f:
+    try:
+      fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or 'another process'
+      raise WorkdirInUse(f'{workdir} is in use by another live run ({holder}); two runs in one workdir would overwrite '
+                         'each other\'s checkpoints and events. Wait for it, or pass another --workdir.') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()}: {" ".join(sys.argv)[:200]}\n')
+    f.flush()
+    try:
+      yield path
+    finally:
+      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def check_writable(*folders: str | os.PathLike) -> None:
+  """Creates each folder and a file in it, so that a workdir that cannot be written fails now,
+  not at the first checkpoint an hour from now."""
+  for folder in folders:
+    folder = Path(folder)
+    try:
+      folder.mkdir(parents=True, exist_ok=True)
+      probe = folder / f'.write-test-{os.getpid()}'
+      probe.write_bytes(b'')
+      probe.unlink()
+    except OSError as e:
+      raise PermissionError(f'{folder} cannot be written ({e.strerror or e}); the run would fail at its first save. '
+                            'Point --workdir at a writable folder, or fix the folder\'s permissions.') from None

@@ -103,6 +103,14 @@ def test_nan_points(tmp_path):
     semantickitti.read_scan(tmp_path, '00_000000')
 
 
+def test_a_point_far_out_of_range_is_named_at_read_time(tmp_path):
+  points = _points(5)
+  points[2, 0] = 5e4  # 50 km: a corrupt value; it would fail only at voxelization, after the boundary network
+  bin_path, _ = _write_scan(tmp_path, 0, 0, points, np.zeros(5))
+  with pytest.raises(ValueError, match=f'{bin_path}: 1 of 5 points lie more than 1000 m .*first rows: \\[2\\]'):
+    semantickitti.read_scan(tmp_path, '00_000000')
+
+
 def test_unknown_raw_id(tmp_path):
   _, label_path = _write_scan(tmp_path, 0, 0, _points(3), [10, 2, 10 | (7 << 16)])
   with pytest.raises(ValueError, match=f'{label_path}.*unknown.*2 \\(1 points\\)'):

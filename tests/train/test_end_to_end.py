@@ -128,3 +128,16 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   restored = ocp.CheckpointManager((work / 'checkpoints').absolute()).restore(8)
   leaves = [np.asarray(x) for x in __import__('jax').tree.leaves(restored['params'])]
   assert all(np.isfinite(x).all() for x in leaves)
+
+  # A damaged latest checkpoint (its metadata emptied, as a crash mid-write on some file systems
+  # leaves it) is set aside, said so, and the run resumes from the one before it.
+  config.optim.lr = synthetic_config.get_config('smoke').optim.lr
+  config.train.steps = 9
+  (work / 'checkpoints' / '8' / 'default' / '_METADATA').write_text('')
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    trainer.train_and_evaluate(config, str(work))
+  messages = [r.getMessage() for r in caplog.records]
+  assert any(m.startswith(f'the checkpoint of step 8 in {work / "checkpoints"} cannot be read') for m in messages)
+  assert 'resumed from the checkpoint of step 6 in' in '\n'.join(messages)
+  assert (work / 'checkpoints_damaged' / '8').is_dir() and _steps(work / 'checkpoints')[-1] == 9

@@ -34,12 +34,29 @@ def require_dir(path: str | os.PathLike, why: str = '') -> Path:
   return path
 
 
-def check_finite(xyz: np.ndarray, source: str | os.PathLike) -> None:
+# No scene of these data sets spans more than this (a LiDAR scan ~200 m, a building ~100 m); a
+# coordinate past it is a corrupt value or a file in other units, and would only fail later, at
+# voxelization, after the boundary network has trained.
+MAX_SPAN_M = 2000.0
+
+
+def check_coordinates(xyz: np.ndarray, source: str | os.PathLike) -> None:
+  """Finite coordinates, spanning at most MAX_SPAN_M on every axis; else a ValueError naming the
+  file and the first bad rows."""
   bad = ~np.isfinite(xyz).all(axis=1)
   if bad.any():
     first = np.flatnonzero(bad)[:5].tolist()
     raise ValueError(f'{source}: {int(bad.sum())} of {len(xyz)} points have NaN or infinite '
                      f'coordinates (first rows: {first})')
+  if not len(xyz):
+    return
+  centre = np.median(xyz, axis=0)
+  far = (np.abs(xyz - centre) > MAX_SPAN_M / 2).any(axis=1)
+  if far.any():
+    first = np.flatnonzero(far)[:5].tolist()
+    raise ValueError(f'{source}: {int(far.sum())} of {len(xyz)} points lie more than {MAX_SPAN_M / 2:.0f} m from the '
+                     f'scene\'s median point (first rows: {first}, e.g. {xyz[first[0]].tolist()}); a corrupt value '
+                     'or a file in other units than metres')
 
 
 def check_length(n: int, expected: int, source: str | os.PathLike, what: str) -> None:

@@ -158,7 +158,7 @@ def read_mmdet3d_scene(data_dir: str | os.PathLike, scene_id: str) -> dict:
     raise ValueError(f'{paths["points"]}: {raw.size} floats is not a multiple of 6 '
                      '(x y z r g b)')
   points = raw.reshape(-1, 6)
-  common.check_finite(points[:, :3], paths['points'])
+  common.check_coordinates(points[:, :3], paths['points'])
   sem = np.fromfile(common.require_file(paths['semantic_mask'], 'S3DIS labels'), np.int64)
   ins = np.fromfile(common.require_file(paths['instance_mask'], 'S3DIS instances'), np.int64)
   common.check_length(len(sem), len(points), paths['semantic_mask'], 'semantic mask')

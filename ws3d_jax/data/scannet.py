@@ -85,7 +85,7 @@ def read_npy_scene(data_dir: str | os.PathLike, scene_id: str,
   if vert.ndim != 2 or vert.shape[1] < 6:
     raise ValueError(f'{vert_path}: expected (N, 6) xyz rgb, got shape {vert.shape}')
   xyz = vert[:, :3]
-  common.check_finite(xyz, vert_path)
+  common.check_coordinates(xyz, vert_path)
   semantic = instance = None
   if with_labels:
     sem_path = common.require_file(data_dir / f'{scene_id}_sem_label.npy', 'ScanNet labels')
@@ -160,7 +160,7 @@ def read_raw_scene(scans_dir: str | os.PathLike, scene_id: str,
     if prop not in vertex:
       raise ValueError(f'{paths["mesh"]}: vertex has no property {prop!r}')
   xyz = np.stack([vertex['x'], vertex['y'], vertex['z']], axis=1)
-  common.check_finite(xyz, paths['mesh'])
+  common.check_coordinates(xyz, paths['mesh'])
   rgb = np.stack([vertex['red'], vertex['green'], vertex['blue']], axis=1) / 255.0
   semantic = instance = None
   if with_labels:

@@ -71,7 +71,7 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
   if raw.size == 0:
     raise ValueError(f'{path}: empty scan (0 points)')
   points = raw.view('<f4').reshape(-1, 4)
-  common.check_finite(points, path)
+  common.check_coordinates(points, path)
   return points
 
 

@@ -23,7 +23,9 @@ import numpy as np
 from ws3d_jax import files
 from ws3d_jax.data import build, datasets, splits
 from ws3d_jax.data import labels as label_defs
+from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.data.pipeline import subset_scene
+from ws3d_jax.sparse import keys
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ def load_sources(config) -> tuple:
   """(training source, evaluation source) of config.data, built on first use."""
   d = config.data
   name = datasets.canonical_name(d.name)
-  builder_config = None
+  builder_config = {'skip_bad_scenes': True} if d.skip_bad_scenes else None
   if name == 'synthetic':
     builder_config = {'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene,
                       'room_seed': d.get('room_seed', 0)}
@@ -161,6 +163,7 @@ def load_experiment(config, workdir: str | Path) -> Experiment:
   train, evaluation = load_sources(config)
   label_set = datasets.get(config.data.name).label_set
   catalog = _scene_catalog(workdir / 'scenes.json', {'train': train, 'eval': evaluation})
+  check_spans(catalog, config)
   sources = {'train': train, 'eval': evaluation}
   lookup = {}
   for name, ids in catalog['ids'].items():
@@ -174,22 +177,38 @@ def load_experiment(config, workdir: str | Path) -> Experiment:
                     eval_scenes=evaluation, split=split)
 
 
+def check_spans(catalog: Mapping, config) -> None:
+  """Every scene fits the voxel keys at the run's voxel size, also rotated and scaled by the
+  augmentation; else an error now, before anything trains, naming the scenes."""
+  aug = AugmentParams.from_config(config.data.augment)
+  limit = keys.MAX_COORD * config.data.voxel_size / (np.sqrt(2) * max(aug.scale))
+  wide = [(sid, m) for name in catalog['ids'] for sid, m in zip(catalog['ids'][name], catalog['span'][name])
+          if m > limit]
+  if wide:
+    names = ', '.join(f'{sid} ({m:.0f} m)' for sid, m in wide[:5])
+    raise ValueError(f'{len(wide)} scene(s) span more than the {limit:.0f} m that data.voxel_size='
+                     f'{config.data.voxel_size} can index ({keys.MAX_COORD} voxels an axis, after rotation and '
+                     f'scaling): {names}. A point far out of range? Check those scenes\' files, or raise '
+                     'data.voxel_size.')
+
+
 def _scene_catalog(path: Path, sources: Mapping) -> dict:
   """Scene ids and point counts of each source, read once (a pass over every scene) and kept
   in the workdir; checked against the sources' lengths when read back."""
   if path.is_file():
     catalog = json.loads(path.read_text())
-    if all(len(catalog['ids'].get(k, ())) == len(s) for k, s in sources.items()):
+    if 'span' in catalog and all(len(catalog['ids'].get(k, ())) == len(s) for k, s in sources.items()):
       return catalog
     log.warning('%s does not match the data set any more; listing the scenes again', path)
-  catalog = {'ids': {}, 'points': {}}
+  catalog = {'ids': {}, 'points': {}, 'span': {}}
   for name, source in sources.items():
-    ids, points = [], []
+    ids, points, span = [], [], []
     for i in range(len(source)):
       scene = source[i]
       ids.append(scene['scene_id'])
       points.append(len(scene['xyz']))
-    catalog['ids'][name], catalog['points'][name] = ids, points
+      span.append(float(np.ptp(scene['xyz'], axis=0).max()) if len(scene['xyz']) else 0.0)
+    catalog['ids'][name], catalog['points'][name], catalog['span'][name] = ids, points, span
   files.write_json(path, catalog, indent=None)
   return catalog
 

@@ -198,7 +198,9 @@ def convert_scene(task: SceneTask, params, skip_bad_scenes: bool = False,
   except (ValueError, OSError) as e:  # MissingFileError is both
     reason = f'{type(e).__name__}: {e}'
     if not skip_bad_scenes:
-      raise BadSceneError(f'scene {scene_id}: {reason}') from e
+      raise BadSceneError(f'scene {scene_id}: {reason}\nFix or remove it, or skip bad scenes (each one logged and '
+                          'counted): --config.data.skip_bad_scenes=true, or the builder config skip_bad_scenes=True '
+                          'of `tfds build`') from e
     log.warning('skipping bad scene %s: %s', scene_id, reason)
     if beam_counter:
       beam = tfds.core.lazy_imports.apache_beam

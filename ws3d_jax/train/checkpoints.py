@@ -41,24 +41,48 @@ class Checkpoints:
     self.best.wait_until_finished()
 
   def resume(self, state, init_from: str = '', init_step: int = 0):
-    """(state, step) to train on from: this run's latest checkpoint, else the checkpoint of
-    ``init_from``, else (state, 0)."""
-    step = self.latest.latest_step()
-    if step is not None:
+    """(state, step) to train on from: this run's latest readable checkpoint, else the checkpoint
+    of ``init_from``, else (state, 0). A checkpoint that cannot be read (a crash while it was
+    written, a damaged disk) is moved aside, said so, and the one before it is tried."""
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        restored = self.latest.restore(step, args=ocp.args.StandardRestore(state))
+      except Exception as e:  # noqa: BLE001  (orbax raises many kinds for a damaged step)
+        self._set_aside(step, e)
+        continue
       logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
-      return self.latest.restore(step, args=ocp.args.StandardRestore(state)), step
+      return restored, step
     if init_from:
       return init_from_run(init_from, init_step, state)
     return state, 0
 
   def restore_for_eval(self, which: str, state):
     """(state, step) of checkpoint ``which``: 'best' (else the latest), 'latest', or a step."""
-    if which == 'best' and self.best.best_step() is not None:
-      return self.best.restore(self.best.best_step(), args=ocp.args.StandardRestore(state)), self.best.best_step()
-    step = self.latest.latest_step() if which in ('best', 'latest') else int(which)
+    manager = self.best if which == 'best' and self.best.best_step() is not None else self.latest
+    step = self.best.best_step() if manager is self.best else (
+        self.latest.latest_step() if which in ('best', 'latest') else int(which))
     if step is None:
       raise FileNotFoundError(f'no checkpoint to evaluate in {self.latest.directory}; train first (--mode=train)')
-    return self.latest.restore(step, args=ocp.args.StandardRestore(state)), step
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(state)), step
+    except Exception as e:  # noqa: BLE001
+      raise ValueError(f'the checkpoint of step {step} in {manager.directory} cannot be read ({_first_line(e)}); '
+                       f'evaluate another one with --config.eval.checkpoint=STEP (there are '
+                       f'{sorted(self.latest.all_steps())})') from None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    directory = Path(self.latest.directory)
+    damaged = directory.parent / f'{directory.name}_damaged' / str(step)
+    damaged.parent.mkdir(exist_ok=True)
+    (directory / str(step)).replace(damaged)
+    self.latest.reload()
+    logging.warning('the checkpoint of step %d in %s cannot be read (%s): moved it to %s; trying the one before it',
+                    step, directory, _first_line(error), damaged)
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {text[0][:160]}' if text else type(error).__name__
 
 
 def completed_metrics(workdir: Path, checkpoints: Checkpoints, total_steps: int) -> dict | None:

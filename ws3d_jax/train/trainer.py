@@ -32,41 +32,44 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   checks.validate_config(config)
   if mode not in ('train', 'eval'):
     raise ValueError(f'mode must be train or eval, got {mode!r}')
-  memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
-  writer = make_writer(workdir / 'tensorboard')
-  data = sources.load_experiment(config, workdir)
-  task = tasks.get(config.task)
-  checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, task.metric)
-  if mode == 'train':
-    done = completed_metrics(workdir, checkpoints, setup.total_steps(config, data)[0])
-    if done is not None:
-      logging.info('this run is complete: step %d of %d, %s %.1f (%s). Nothing to do; --mode=eval evaluates '
-                   'it again, a larger --config.train.steps continues it.', done['step'], done['step'], task.metric,
-                   100 * done[task.metric], workdir / 'eval' / 'metrics.json')
-      return done
+  files.check_writable(workdir)
+  with files.exclusive(workdir):
+    files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
+        ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
+    memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
+    (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
+    writer = make_writer(workdir / 'tensorboard')
+    data = sources.load_experiment(config, workdir)
+    task = tasks.get(config.task)
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, task.metric)
+    if mode == 'train':
+      done = completed_metrics(workdir, checkpoints, setup.total_steps(config, data)[0])
+      if done is not None:
+        logging.info('this run is complete: step %d of %d, %s %.1f (%s). Nothing to do; --mode=eval evaluates '
+                     'it again, a larger --config.train.steps continues it.', done['step'], done['step'],
+                     task.metric, 100 * done[task.metric], workdir / 'eval' / 'metrics.json')
+        return done
 
-  run = setup.make_setup(config, data, task)
-  state = setup.initial_state(config.seed, run.model, run.tx, run.batcher, run.example)
-  if mode == 'eval':
-    state, step = checkpoints.restore_for_eval(config.eval.checkpoint, state)
-    logging.info('evaluating the checkpoint of step %d', step)
-    return finish(run, state, step, data, config, writer, workdir)
+    run = setup.make_setup(config, data, task)
+    state = setup.initial_state(config.seed, run.model, run.tx, run.batcher, run.example)
+    if mode == 'eval':
+      state, step = checkpoints.restore_for_eval(config.eval.checkpoint, state)
+      logging.info('evaluating the checkpoint of step %d', step)
+      return finish(run, state, step, data, config, writer, workdir)
 
-  data = boundary.with_boundary_points(config, data, workdir, writer)
-  state, start = checkpoints.resume(state, config.train.init_from, config.train.init_step)
-  t = config.train
-  stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch,
-                                config.seed + 1000 * jax.process_index(), run.batcher,
-                                AugmentParams.from_config(config.data.augment), start_step=start,
-                                num_threads=config.data.num_threads)
-  state = train(run, state, stream, start, data, config, writer, checkpoints)
-  summary = finish(run, state, run.total_steps, data, config, writer, workdir)
-  checkpoints.save_best(run.total_steps, state, summary[task.metric])
-  checkpoints.wait_until_finished()
-  return summary
+    data = boundary.with_boundary_points(config, data, workdir, writer)
+    state, start = checkpoints.resume(state, config.train.init_from, config.train.init_step)
+    t = config.train
+    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch,
+                                  config.seed + 1000 * jax.process_index(), run.batcher,
+                                  AugmentParams.from_config(config.data.augment), start_step=start,
+                                  num_threads=config.data.num_threads)
+    state = train(run, state, stream, start, data, config, writer, checkpoints)
+    summary = finish(run, state, run.total_steps, data, config, writer, workdir)
+    checkpoints.save_best(run.total_steps, state, summary[task.metric])
+    checkpoints.wait_until_finished()
+    return summary
 
 
 def train(run: setup.Setup, state, stream, start: int, data, config, writer, checkpoints: Checkpoints):
