@@ -14,7 +14,8 @@ On a CPU-only install it sets
 
 Settings already present in the environment are left as they are: a user's XLA_FLAGS or
 GLIBC_TUNABLES win. ``WS3D_NO_REEXEC=1`` turns the re-execution off (the process then runs
-with 4 KiB pages, only slower).
+with 4 KiB pages, only slower). ``reexec_with_malloc_hugepages`` is the re-execution alone, for a
+command that asks for huge pages itself (``python -m ws3d_jax.bench.sparse_conv --malloc-hugepages``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import sys
 _GPU_PLUGINS = ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm60_plugin')
 _THP_MODE = '/sys/kernel/mm/transparent_hugepage/enabled'
 _MARK = 'WS3D_REEXECUTED'
+_HUGETLB = 'glibc.malloc.hugetlb'
 
 
 def has_gpu_plugin() -> bool:
@@ -49,12 +51,21 @@ def configure(reexec: bool = True, quiet: bool = False) -> None:
     if '--xla_backend_optimization_level' not in flags:
       os.environ['XLA_FLAGS'] = (flags + ' --xla_backend_optimization_level=1').strip()
   if reexec and _should_reexec():
-    tunables = os.environ.get('GLIBC_TUNABLES', '')
-    os.environ['GLIBC_TUNABLES'] = ':'.join(t for t in (tunables, 'glibc.malloc.hugetlb=1') if t)
-    os.environ[_MARK] = '1'
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
+    reexec_with_malloc_hugepages()
+
+
+def reexec_with_malloc_hugepages(args: list[str] | None = None) -> None:
+  """Re-executes the interpreter with glibc's malloc on transparent huge pages, running args (default:
+  this process's own command line, ``sys.orig_argv``); returns at once where GLIBC_TUNABLES already
+  says anything about malloc's huge pages (a user's setting, or this process is the re-executed one)."""
+  tunables = os.environ.get('GLIBC_TUNABLES', '')
+  if _HUGETLB in tunables:
+    return
+  os.environ['GLIBC_TUNABLES'] = ':'.join(t for t in (tunables, f'{_HUGETLB}=1') if t)
+  os.environ[_MARK] = '1'
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execv(sys.executable, [sys.executable] + (sys.orig_argv[1:] if args is None else list(args)))
 
 
 def _should_reexec() -> bool:
@@ -62,7 +73,7 @@ def _should_reexec() -> bool:
     return False
   if not sys.platform.startswith('linux') or not _is_glibc():
     return False
-  if 'glibc.malloc.hugetlb' in os.environ.get('GLIBC_TUNABLES', ''):
+  if _HUGETLB in os.environ.get('GLIBC_TUNABLES', ''):
     return False
   return _thp_mode() == 'madvise'  # 'always': the kernel already backs malloc with huge pages
 

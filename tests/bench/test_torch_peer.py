@@ -8,7 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from ws3d_jax.bench import sparse_conv
+from ws3d_jax.bench.prepared import geometry_args, geometry_builder, prepare
+from ws3d_jax.bench.scenes import Scene
 from ws3d_jax.bench.torch_peer import TorchMinkUNet
 from ws3d_jax.data import synthetic
 from ws3d_jax.models import minkunet
@@ -19,11 +20,10 @@ torch = pytest.importorskip('torch', reason='torch is the optional benchmark pee
 @pytest.fixture(scope='module')
 def case():
   room = synthetic.make_room(0, num_points=4000)
-  scene = sparse_conv.Scene('room', room['xyz'], room['features'][:, :3], 0.1, 20, 'synthetic')
-  prep = sparse_conv.prepare(scene, minkunet.NUM_LEVELS, headroom=1.1, growth=1.25)
+  scene = Scene('room', room['xyz'], room['features'][:, :3], 0.1, 20, 'synthetic')
+  prep = prepare(scene, minkunet.NUM_LEVELS, headroom=1.1, growth=1.25)
   spec = minkunet.backbone_spec('minkunet14')
-  geom = sparse_conv.geometry_builder(prep.caps, spec.chunk_sizes(), minkunet.NUM_LEVELS, {}, 'g')(
-      *sparse_conv.geometry_args(prep))
+  geom = geometry_builder(prep.caps, spec.chunk_sizes(), minkunet.NUM_LEVELS, {}, 'g')(*geometry_args(prep))
   model = minkunet.MinkUNet(num_classes=20, spec=spec)
   feats = prep.arrays['features']
   variables = model.init(jax.random.PRNGKey(0), feats, geom)

@@ -50,7 +50,7 @@ def test_term_gradients_add_up_to_the_objective_gradient():
   config.data.voxel_size = 0.1
   batch = fitted_batcher(config, elements)(elements)
   model = parts.make_model(config, 4, bn_axis=None)
-  objective = parts.make_objective(config, 4)
+  objective = parts.make_objective(config, 4, axis_name=None)
   arrays = device_arrays(batch)
   geom = sparse.geometry_of(arrays['view0'], batch['caps'], model.spec.chunk_sizes())
   variables = model.init(jax.random.PRNGKey(0), arrays['view0']['features'], geom)

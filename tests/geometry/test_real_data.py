@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_data
-from ws3d_jax.bench.preprocess import load_scannet_scene, load_semantickitti_scan
+from ws3d_jax.bench.scenes import read_kitti, read_scannet
 from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.geometry.preprocess import preprocess_scene
 from ws3d_jax.geometry.region_quality import region_purity, voxel_partition_like
@@ -28,10 +28,12 @@ def _load(dataset, scene):
   """(xyz, labels, features) of a sample scene; skips when the sample is missing."""
   if dataset == 'scannet':
     root = shared_data('scannet', 'scannet_instance_data', f'{scene}_vert.npy')
-    return load_scannet_scene(root.parents[2], scene, with_features=True)
-  sequence, frame = scene.split('_')
-  root = shared_data('semantickitti', 'sequences', sequence, 'velodyne', f'{frame}.bin')
-  return load_semantickitti_scan(root.parents[4], scene, with_features=True)
+    s = read_scannet(root.parents[2], scene)
+  else:
+    sequence, frame = scene.split('_')
+    root = shared_data('semantickitti', 'sequences', sequence, 'velodyne', f'{frame}.bin')
+    s = read_kitti(root.parents[4], scene)
+  return s.xyz, s.semantic, s.appearance
 
 
 def _preprocessed(dataset, scene):

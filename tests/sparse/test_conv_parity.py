@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ws3d_jax.sparse import ops
+from ws3d_jax.sparse import ops, reference
 from tests.sparse import util
 
 TOL = 1e-4
@@ -41,8 +41,8 @@ def test_submanifold_matches_dense(impl, level):
     return jnp.sum(out * lv.valid[:, None] * probe), out
 
   def dense_loss(x, w):
-    grid = util.densify(lv.coords, x, lv.valid, _grid_shape(2, level))
-    out = util.sample(util.dense_submanifold(grid, w), lv.coords, lv.valid)
+    grid = reference.densify(lv.coords, x, lv.valid, _grid_shape(2, level))
+    out = reference.sample(reference.dense_submanifold(grid, w), lv.coords, lv.valid)
     return jnp.sum(out * probe), out
 
   (_, out_s), grads_s = jax.value_and_grad(sparse_loss, argnums=(0, 1), has_aux=True)(x, w)
@@ -65,14 +65,14 @@ def test_strided_and_transposed_match_dense():
   probe_f = jnp.asarray(rng.standard_normal((fine.coords.shape[0], 6)), jnp.float32)
 
   def scatter(level, x):
-    return util.densify(level.coords, x, level.valid, _grid_shape(2, 0 if level is fine else 1))
+    return reference.densify(level.coords, x, level.valid, _grid_shape(2, 0 if level is fine else 1))
 
   down_sparse = lambda x, w: jnp.sum(ops.strided_conv(x, w, down) * coarse.valid[:, None] * probe_c)
-  down_dense = lambda x, w: jnp.sum(util.sample(util.dense_strided(scatter(fine, x), w), coarse.coords,
-                                                coarse.valid) * probe_c)
+  down_dense = lambda x, w: jnp.sum(reference.sample(reference.dense_strided(scatter(fine, x), w),
+                                                     coarse.coords, coarse.valid) * probe_c)
   up_sparse = lambda x, w: jnp.sum(ops.transposed_conv(x, w, down) * fine.valid[:, None] * probe_f)
-  up_dense = lambda x, w: jnp.sum(util.sample(util.dense_transposed(scatter(coarse, x), w), fine.coords,
-                                              fine.valid) * probe_f)
+  up_dense = lambda x, w: jnp.sum(reference.sample(reference.dense_transposed(scatter(coarse, x), w),
+                                                   fine.coords, fine.valid) * probe_f)
 
   for sparse_fn, dense_fn, x, level in ((down_sparse, down_dense, x_fine, fine),
                                         (up_sparse, up_dense, x_coarse, coarse)):
@@ -84,8 +84,8 @@ def test_strided_and_transposed_match_dense():
     assert _max_err(g_s[1], g_d[1]) <= TOL
   # Forward values per voxel, not just the probed sums.
   out_s = ops.strided_conv(x_fine, w, down)
-  out_d = util.sample(util.dense_strided(scatter(fine, x_fine), w), coarse.coords, coarse.valid)
+  out_d = reference.sample(reference.dense_strided(scatter(fine, x_fine), w), coarse.coords, coarse.valid)
   assert _max_err(np.asarray(out_s)[np.asarray(coarse.valid)], np.asarray(out_d)[np.asarray(coarse.valid)]) <= TOL
   out_s = ops.transposed_conv(x_coarse, w, down)
-  out_d = util.sample(util.dense_transposed(scatter(coarse, x_coarse), w), fine.coords, fine.valid)
+  out_d = reference.sample(reference.dense_transposed(scatter(coarse, x_coarse), w), fine.coords, fine.valid)
   assert _max_err(np.asarray(out_s)[np.asarray(fine.valid)], np.asarray(out_d)[np.asarray(fine.valid)]) <= TOL

@@ -1,5 +1,4 @@
 """Kernel maps against brute-force numpy, and the capacity / bad-input contract."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

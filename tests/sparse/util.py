@@ -1,14 +1,12 @@
-"""Random sparse scenes and their dense-grid twins, for testing layers against lax convolutions."""
+"""Random sparse scenes and their kernel maps, for testing the layers (their dense references:
+ws3d_jax.sparse.reference)."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from ws3d_jax.sparse import buckets, kernel_map, voxelize
-
-DN = ('NDHWC', 'DHWIO', 'NDHWC')
 
 
 def random_scene(rng, extent=10, fill=0.3, channels=4):
@@ -39,37 +37,3 @@ def build(batch, caps, chunk):
   return _build_jit(jnp.asarray(batch.coords), jnp.asarray(batch.voxel_valid),
                     jnp.asarray(batch.point2voxel), jnp.asarray(batch.point_valid),
                     caps.voxels, caps.pairs, (chunk,) * len(caps.voxels))
-
-
-def densify(coords, feats, valid, shape):
-  """Scatter voxel rows into a (B, X, Y, Z, C) grid (differentiable); padding rows add zeros."""
-  grid = jnp.zeros(tuple(shape) + (feats.shape[-1],), feats.dtype)
-  return grid.at[tuple(jnp.asarray(coords).T)].add(feats * jnp.asarray(valid)[:, None])
-
-
-def sample(grid, coords, valid):
-  """Reads a dense grid at voxel coordinates; zeros on padding rows."""
-  c = jnp.asarray(coords)
-  out = grid[c[:, 0], c[:, 1], c[:, 2], c[:, 3]]
-  return jnp.where(jnp.asarray(valid)[:, None], out, 0)
-
-
-def dense_submanifold(grid, weight):
-  """weight (27, Cin, Cout) as a 3x3x3 kernel; 'SAME' cross-correlation = sum_d x[i+d] W_d."""
-  kernel = weight.reshape(3, 3, 3, weight.shape[1], weight.shape[2])
-  return lax.conv_general_dilated(grid, kernel, (1, 1, 1), 'SAME', dimension_numbers=DN,
-                                  precision=lax.Precision.HIGHEST)
-
-
-def dense_strided(grid, weight):
-  """weight (8, Cin, Cout), slot = 4*(x&1) + 2*(y&1) + (z&1): out[p] = sum_s x[2p+s] W_s."""
-  kernel = weight.reshape(2, 2, 2, weight.shape[1], weight.shape[2])
-  return lax.conv_general_dilated(grid, kernel, (2, 2, 2), 'VALID', dimension_numbers=DN,
-                                  precision=lax.Precision.HIGHEST)
-
-
-def dense_transposed(grid, weight):
-  """out[2p+s] = x[p] W_s, as an input-dilated convolution with the kernel mirrored."""
-  kernel = weight.reshape(2, 2, 2, weight.shape[1], weight.shape[2])[::-1, ::-1, ::-1]
-  return lax.conv_general_dilated(grid, kernel, (1, 1, 1), ((1, 1),) * 3, lhs_dilation=(2, 2, 2),
-                                  dimension_numbers=DN, precision=lax.Precision.HIGHEST)

@@ -37,10 +37,10 @@ from typing import Callable
 import numpy as np
 
 from ws3d_jax.bench.preprocess import pin_to_one_core
+from ws3d_jax.bench.scenes import DEFAULT_DATA, read_scannet
 from ws3d_jax.data.labels import IGNORE_LABEL, SCANNET_CLASSES
 from ws3d_jax.geometry.cluster import cluster_points, proposal_gt_iou, propose
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
 WALL_FLOOR = (SCANNET_CLASSES.index('wall'), SCANNET_CLASSES.index('floor'))
 RADIUS = 0.03      # PointGroup's cluster_radius, on both coordinate sets
 MIN_POINTS = 50    # PointGroup's cluster_npoint_thre
@@ -49,16 +49,6 @@ TARGET_S = 1.0
 
 # --------------------------------------------------------------------------------------------
 # Scenes.
-
-def load_scannet(data_root: str | os.PathLike, scene: str) -> tuple[np.ndarray, ...] | None:
-  """(xyz, semantic 0..19 / IGNORE_LABEL, instance 0..K) of a sample scene, or None."""
-  folder = Path(data_root) / 'scannet' / 'scannet_instance_data'
-  if not (folder / f'{scene}_vert.npy').is_file():
-    return None
-  from ws3d_jax.data.scannet import read_npy_scene  # only here: the synthetic run needs none
-  s = read_npy_scene(folder, scene)
-  return s['xyz'], s['semantic'], s['instance']
-
 
 def synthetic_room(num_points: int, seed: int = 0) -> tuple[np.ndarray, ...]:
   """A 6 m x 5 m x 2.5 m room: floor, four walls and 16 boxes of furniture classes standing
@@ -227,12 +217,13 @@ def main(argv: list[str] | None = None) -> None:
   pinning = pin_to_one_core()
   rng = np.random.default_rng(args.seed)
 
-  scene = None if args.synthetic else load_scannet(args.data, args.scene)
-  if scene is None:
+  sample = None if args.synthetic else read_scannet(args.data, args.scene)
+  if sample is None:
     source = f'synthetic room (seed {args.seed})'
     scene = synthetic_room(args.points, args.seed)
   else:
-    source = f'ScanNet {args.scene} ({len(scene[0])} points)'
+    source = f'ScanNet {args.scene} ({len(sample.xyz)} points)'
+    scene = sample.xyz, sample.semantic, sample.instance
   xyz, semantic, instance = resize(*scene, args.points, rng)
   noises = [float(x) for x in args.noise.split(',')]
   methods = args.methods.split(',')

@@ -29,8 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from ws3d_jax.data import semantickitti
-from ws3d_jax.data.labels import IGNORE_LABEL, load_semantickitti_maps, map_nyu40
+from ws3d_jax.bench.scenes import DEFAULT_DATA, kitti_path, read_kitti, read_scannet, scannet_path
+from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.geometry.adjacency import region_adjacency
 from ws3d_jax.geometry.boundary import label_boundaries
 from ws3d_jax.geometry.knn import knn
@@ -39,34 +39,6 @@ from ws3d_jax.geometry.oversegment import oversegment
 from ws3d_jax.geometry.preprocess import (PreprocessParams, default_params, oversegment_kwargs,
                                           preprocess_scene)
 from ws3d_jax.geometry.region_quality import region_purity, voxel_partition_like
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data'
-
-
-def load_scannet_scene(data_root: str | os.PathLike, scene: str = 'scene0000_00', *,
-                       with_features: bool = False) -> tuple[np.ndarray, ...]:
-  """(xyz float32 (N, 3), labels int32 0..19 / IGNORE_LABEL) of a scannet_instance_data scene;
-  with_features adds its RGB, (N, 3) float32 0..255, as a third element."""
-  folder = Path(data_root) / 'scannet' / 'scannet_instance_data'
-  vert = np.load(folder / f'{scene}_vert.npy')
-  label_path = folder / f'{scene}_sem_label.npy'
-  labels = map_nyu40(np.load(label_path), source=label_path)
-  out = np.ascontiguousarray(vert[:, :3], np.float32), labels.astype(np.int32)
-  return (*out, np.ascontiguousarray(vert[:, 3:6], np.float32)) if with_features else out
-
-
-def load_semantickitti_scan(data_root: str | os.PathLike, scan: str = '00_000000', *,
-                            with_features: bool = False) -> tuple[np.ndarray, ...]:
-  """(xyz, labels 0..18 / IGNORE_LABEL) of a scan, mapped with the sample's own yaml;
-  with_features adds its remission, (N,) float32 0..1, as a third element."""
-  root = Path(data_root) / 'semantickitti'
-  learning_map, _ = load_semantickitti_maps(root / 'semantic-kitti.yaml')
-  bin_path, label_path = semantickitti.scan_paths(root, scan)
-  points = semantickitti.read_points(bin_path)
-  labels, _ = semantickitti.read_labels(label_path, len(points), learning_map)
-  out = np.ascontiguousarray(points[:, :3]), labels.astype(np.int32)
-  return (*out, np.ascontiguousarray(points[:, 3], np.float32)) if with_features else out
-
 
 def time_stages(xyz: np.ndarray, labels: np.ndarray, params: PreprocessParams,
                 features: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
@@ -154,15 +126,15 @@ def main(argv: list[str] | None = None) -> None:
   args = parser.parse_args(argv)
   if not Path(args.data).is_dir():
     raise SystemExit(f'data samples not found at {args.data} (pass --data)')
+  scenes = [('semantickitti 00/000000', 'semantickitti', read_kitti(args.data), kitti_path(args.data)),
+            ('scannet scene0000_00', 'scannet', read_scannet(args.data), scannet_path(args.data))]
+  for name, _, sample, path in scenes:
+    if sample is None:
+      raise SystemExit(f'{name} not found at {path} (pass --data)')
   pinning = pin_to_one_core()
-  scenes = [
-      ('semantickitti 00/000000', 'semantickitti',
-       *load_semantickitti_scan(args.data, '00_000000', with_features=True)),
-      ('scannet scene0000_00', 'scannet',
-       *load_scannet_scene(args.data, 'scene0000_00', with_features=True)),
-  ]
-  results = [bench_scene(name, xyz, labels, dataset, args.repeats, features)
-             for name, dataset, xyz, labels, features in scenes]
+  # Appearance features: remission for SemanticKITTI, RGB 0..255 for ScanNet.
+  results = [bench_scene(name, s.xyz, s.semantic, dataset, args.repeats, s.appearance)
+             for name, dataset, s, _ in scenes]
   report = {
       'machine': {'cpu': platform.processor() or platform.machine(), 'python':
                   platform.python_version(), 'threads': pinning},

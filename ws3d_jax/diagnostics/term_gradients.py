@@ -79,7 +79,7 @@ def report(config, workdir: Path, step: int = 0, batches: int = 2) -> dict:
   state = manager.restore(step)
   data = boundary.with_boundary_points(config, data, workdir)
   model = parts.make_model(config, num_classes, bn_axis=None)
-  objective = parts.make_objective(config, num_classes)
+  objective = parts.make_objective(config, num_classes, axis_name=None)
   batcher = fitted_batcher(config, sample_elements(data, config))
   t = config.train
   stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,

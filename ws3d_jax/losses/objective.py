@@ -37,12 +37,15 @@ class Objective:
   contrast: contrast.ContrastParams = contrast.ContrastParams()
   ramp: Ramp = Ramp()
   ignore_label: int = IGNORE_LABEL
+  # The data-parallel axis the step averages gradients over: the cross-entropy is normalised over
+  # the whole batch's labeled points (supervised.cross_entropy). None outside a pmap.
+  axis_name: str | None = None
 
   def __call__(self, outputs, geoms, targets: Targets, rng, step=None):
     """outputs / geoms: one model output dict and Geometry per view; ``step``: optimiser steps
     done so far (None: the unlabeled terms at full weight). Returns (loss, terms)."""
     terms = {}
-    terms['ce'] = sum(supervised.cross_entropy(o['logits'], targets.labels, self.ignore_label)
+    terms['ce'] = sum(supervised.cross_entropy(o['logits'], targets.labels, self.ignore_label, self.axis_name)
                       for o in outputs) / len(outputs)
     loss = self.w_ce * terms['ce']
     if not (self.w_sup_contrast or self.w_energy or self.w_contrast):

@@ -6,11 +6,19 @@ import jax.numpy as jnp
 import optax
 
 
-def cross_entropy(logits, labels, ignore_label: int):
-  """Mean over points whose label is not ignored (0 when there are none)."""
+def cross_entropy(logits, labels, ignore_label: int, axis_name: str | None = None):
+  """Mean over points whose label is not ignored (0 when there are none).
+
+  With ``axis_name`` (inside a pmap whose step averages the gradients over that axis) the sum is
+  divided by the mean count of labeled points per device instead of this device's count: the
+  averaged gradient is then the gradient of the mean over every labeled point of the whole
+  batch, as on one device, however unevenly the labels fall on the devices."""
   valid = labels != ignore_label
   losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), jnp.where(valid, labels, 0))
-  return jnp.sum(losses * valid) / jnp.maximum(valid.sum(), 1)
+  count = valid.sum().astype(jnp.float32)
+  if axis_name is not None:
+    count = jax.lax.pmean(count, axis_name)
+  return jnp.sum(losses * valid) / jnp.maximum(count, 1.0)
 
 
 def focal_loss(logits, targets, valid, alpha: float = 2.0):

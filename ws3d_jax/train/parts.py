@@ -39,12 +39,13 @@ def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> WS3DNet:
                  bn_axis=bn_axis, embed_dim=m.embed_dim, contrast_stages=stages)
 
 
-def make_objective(config, num_classes: int, total_steps: int = 0) -> Objective:
-  """The joint objective; ``total_steps`` turns loss.warmup / loss.rampup (fractions) into steps."""
+def make_objective(config, num_classes: int, total_steps: int = 0, axis_name: str | None = AXIS) -> Objective:
+  """The joint objective; ``total_steps`` turns loss.warmup / loss.rampup (fractions) into steps;
+  ``axis_name``: the pmapped step's device axis (None for a step outside a pmap)."""
   l = config.loss
   total_steps = total_steps or config.train.steps
   return Objective(
-      num_classes=num_classes,
+      num_classes=num_classes, axis_name=axis_name,
       w_ce=l.w_ce if l.supervised_ce else 0.0, w_sup_contrast=l.w_sup_contrast if l.supervised_contrast else 0.0,
       w_energy=l.w_energy, w_contrast=l.w_contrast if l.region_contrast else 0.0,
       ramp=Ramp(warmup_steps=round(l.warmup * total_steps), rampup_steps=round(l.rampup * total_steps)),

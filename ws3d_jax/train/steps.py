@@ -43,14 +43,15 @@ def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
   return TrainState.create(apply_fn=None, params=variables['params'], tx=tx, batch_stats=variables['batch_stats'])
 
 
-def replicate(tree):
-  """One copy of ``tree`` per local device, laid out exactly as ``train_step`` returns its state.
+def replicate(tree, devices=None):
+  """One copy of ``tree`` per device (default: every local device), laid out exactly as
+  ``train_step`` returns its state.
 
   flax's ``jax_utils.replicate`` places the copies on a mesh of another axis name, and the
   sharding is part of the compiled step's signature: its first step's state would not match
   the second's, and every run would compile the step twice.
   """
-  devices = jax.local_devices()
+  devices = list(devices or jax.local_devices())
   sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)),
                                         jax.sharding.PartitionSpec(AXIS))
   return jax.tree.map(lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
