@@ -208,6 +208,11 @@ def test_raw_scene_bad_inputs(tmp_path):
     scannet.read_raw_scene(tmp_path, 'scene0999_00')
   with pytest.raises(FileNotFoundError, match='scene0123_00_vh_clean_2.ply'):
     scannet.read_raw_scene(tmp_path, 'scene0123_00')
+  # A label file shorter than its mesh (a truncated download) is named, not padded or cut.
+  vertex['label'][5] = 3
+  ply.write_ply(labels_ply, {k: v[:100] for k, v in vertex.items()})
+  with pytest.raises(ValueError, match=f'{labels_ply}: labels.ply has 100 entries but the scan has 120 points'):
+    scannet.read_raw_scene(tmp_path, 'scene0999_00')
 
 
 # --------------------------------------------------------------------------------------------
