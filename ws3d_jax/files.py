@@ -62,11 +62,12 @@ class WorkdirInUse(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive(workdir: str | os.PathLike):
-  """Holds ``<workdir>/.lock`` for the duration: a second process that tries while the first
+def exclusive(workdir: str | os.PathLike, name: str = '.lock'):
+  """Holds ``<workdir>/<name>`` for the duration: a second process that tries while the first
   lives fails at once with the holder's pid and command. The lock is the kernel's (flock), so a
-  killed process leaves none behind; the file itself stays and is harmless."""
-  path = Path(workdir) / '.lock'
+  killed process leaves none behind; the file itself stays and is harmless. (The processes of
+  one multi-host run each take their own ``name``.)"""
+  path = Path(workdir) / name
   path.parent.mkdir(parents=True, exist_ok=True)
   with open(path, 'a+') as f:
     try:

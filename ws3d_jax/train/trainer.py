@@ -34,7 +34,8 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
   files.check_writable(workdir)
-  with files.exclusive(workdir):
+  # One lock per process: the processes of a multi-host run share the workdir, two runs do not.
+  with files.exclusive(workdir, '.lock' if jax.process_index() == 0 else f'.lock.{jax.process_index()}'):
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
         ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
     memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
