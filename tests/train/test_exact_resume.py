@@ -23,7 +23,7 @@ from configs import synthetic
 from ws3d_jax.train import trainer
 config = synthetic.get_config('smoke')
 config.data.data_dir, config.boundary.enabled = sys.argv[1], False
-config.train.steps, config.train.checkpoint_every, config.train.log_every = 8, 2, 1
+config.train.steps, config.train.checkpoint_every, config.train.log_every = 12, 2, 1
 trainer.train_and_evaluate(config, sys.argv[2])
 '''
 
@@ -31,13 +31,13 @@ trainer.train_and_evaluate(config, sys.argv[2])
 def _config(data_dir):
   config = synthetic.get_config('smoke')
   config.data.data_dir, config.boundary.enabled = str(data_dir), False
-  config.train.steps, config.train.checkpoint_every, config.train.log_every = 8, 2, 1
+  config.train.steps, config.train.checkpoint_every, config.train.log_every = 12, 2, 1
   return config
 
 
 def _final_state(work):
   manager = ocp.CheckpointManager((work / 'checkpoints').absolute())
-  return manager.restore(8)
+  return manager.restore(12)
 
 
 def test_a_run_killed_at_a_random_moment_resumes_to_the_same_result(tmp_path):
@@ -48,16 +48,17 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_result(tmp_path):
   proc = subprocess.Popen([sys.executable, '-c', RUN, str(data_dir), str(killed)], cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  # Once a first checkpoint exists, a random moment within the next steps (mid-step, mid-save).
+  # Once a first checkpoint exists, a random moment within the next steps (mid-step, mid-save): ten
+  # steps remain, more than two seconds' worth even on a fast machine.
   deadline = time.time() + 900
   while not (killed / 'checkpoints' / '2').is_dir():
     assert proc.poll() is None and time.time() < deadline, 'the run to kill ended or hung before step 2'
     time.sleep(0.2)
-  time.sleep(random.Random().uniform(0.0, 3.0))
+  time.sleep(random.Random().uniform(0.0, 2.0))
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   steps_at_kill = sorted(int(p.name) for p in (killed / 'checkpoints').iterdir() if p.name.isdigit())
-  assert steps_at_kill and steps_at_kill[-1] < 8, f'killed too late to test a resume: {steps_at_kill}'
+  assert steps_at_kill and steps_at_kill[-1] < 12, f'killed too late to test a resume: {steps_at_kill}'
 
   resumed = trainer.train_and_evaluate(_config(data_dir), str(killed))
   assert resumed == whole
