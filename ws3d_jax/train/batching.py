@@ -17,7 +17,6 @@ from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.losses.targets import Regions, Targets
 from ws3d_jax.models import minkunet
 
-NUM_LEVELS = minkunet.NUM_LEVELS
 
 
 def sample_elements(data, config, num_views: int = 2) -> list:
@@ -40,7 +39,7 @@ def fitted_batcher(config, elements: list, num_shards: int | None = None, max_pr
   """The batcher of a run: its profile fitted to ``elements`` (one batch), with headroom for the
   rest (bigger batches climb the ladder; each rung compiles once), and with ``buckets.pin`` raised
   above every batch that ``pin_branches`` ((source, scenes per batch) pairs) can give."""
-  counter = pipeline.Batcher(config.data.voxel_size, None, NUM_LEVELS, num_shards=num_shards,
+  counter = pipeline.Batcher(config.data.voxel_size, None, minkunet.NUM_LEVELS, num_shards=num_shards,
                              max_proposals=max_proposals)
   b = config.buckets
   profile = sparse.BucketProfile.from_counts(counter.count(elements), headroom=b.headroom, growth=b.growth,

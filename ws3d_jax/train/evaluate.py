@@ -19,7 +19,6 @@ from ws3d_jax.evaluation import export, semantic
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import steps
 
-NUM_LEVELS = minkunet.NUM_LEVELS
 
 # Whole scenes are padded on a coarser ladder than training batches: every rung is a compile of
 # the prediction function (tens of seconds on a CPU), and a room data set's scenes spread over
@@ -33,7 +32,7 @@ def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]
   """The padded model inputs of one whole, unaugmented scene (plus its padded point
   coordinates, which the instance heads read) and their capacities."""
   profile = dataclasses.replace(profile, growth=max(profile.growth, WHOLE_SCENE_GROWTH))
-  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, NUM_LEVELS,
+  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, minkunet.NUM_LEVELS,
                                      names=[scene['scene_id']])
   arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
   arrays['xyz'] = np.zeros((caps.points, 3), np.float32)

@@ -128,8 +128,8 @@ def make_before_step(config, eval_model, total_steps: int):
       variables = jax.tree.map(lambda x: x[d], {'params': state.params, 'batch_stats': state.batch_stats})
       out, _ = predict_step(variables, shard['view0'], batch['caps'], eval_model, ('logits', 'offsets'),
                             xyz=shard['view0']['xyz'])
-      arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, config, ignore_ids,
-                                        batch['proposal_valid'].shape[1])
+      arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, config,
+                                        ignore_ids, batch['proposal_valid'].shape[1])
       if dropped and not warned[0]:
         warned[0] = True
         logging.warning('step %d: %d proposals past instance.max_proposals=%d left out of the ScoreNet batch '
