@@ -38,7 +38,11 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Tra
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/default', 'Directory for checkpoints, TensorBoard and eval output.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resuming when the workdir has a checkpoint) '
                           'or eval (a checkpoint of the workdir).')
-_MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (one process per host).')
+_MULTIHOST = flags.DEFINE_bool('multihost', False, 'One process per host: jax.distributed.initialize() first, with '
+                                'the three flags below where set (SLURM and Open MPI fill them in themselves).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-host: how many processes the run has.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0 .. num_processes - 1.')
 flags.DEFINE_bool('verbose', False, 'The full config, library logs and tracebacks on the console.')
 
 # Library narration kept off the console unless --verbose: orbax's and TFDS's INFO lines, and the
@@ -68,7 +72,11 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(cli.report(cli.UsageError(f'unexpected arguments: {argv[1:]} (flags look like --name=value)'), VERBOSE))
   if _MULTIHOST.value:
-    jax.distributed.initialize()
+    # On CPU the processes need a collectives library (no effect on GPU devices); a value the
+    # user set (JAX_CPU_COLLECTIVES_IMPLEMENTATION) is kept.
+    if 'JAX_CPU_COLLECTIVES_IMPLEMENTATION' not in os.environ:
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # Compiling the sparse network takes tens of seconds on a CPU; a re-run (or a resumed run)
   # with the same buckets loads the executables from disk instead.
   jax.config.update('jax_compilation_cache_dir', os.environ.get(

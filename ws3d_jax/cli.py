@@ -62,7 +62,8 @@ Flags:
   --mode=train|eval      eval: evaluate a checkpoint of the workdir (config.eval.checkpoint: best, latest, N)
   --config.<a.b>=<v>     override any config field (the full config of a run is <workdir>/config_train.json)
   --verbose              the full config, library logs and tracebacks on the console
-  --multihost            one process per host (docs/training.md)
+  --multihost            one process per host (docs/training.md); on a plain cluster also
+                         --coordinator_address=HOST:PORT --num_processes=N --process_id=I
   --helpfull             every absl flag
 
 Example:

@@ -19,6 +19,7 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     import optax
     from configs import synthetic
+    from ws3d_jax import hosts
     from ws3d_jax.data import sources
     from ws3d_jax.train import parts, steps, tasks, trainer
     from ws3d_jax.train.batching import device_arrays, fitted_batcher, sample_elements
@@ -42,7 +43,7 @@ SCRIPT = textwrap.dedent('''
     reader = tasks.get('semantic').reader
 
     def one_step(shards):
-        batch = fitted_batcher(config, elements, num_shards=shards)(elements)
+        batch = fitted_batcher(config, elements, hosts.Share(local=shards))(elements)
         state = steps.create_train_state(jax.random.PRNGKey(0), model, tx,
                                          jax.tree.map(lambda x: x[0], batch['view0']), batch['caps'])
         put = lambda tree: steps.replicate(tree, jax.local_devices()[:shards])

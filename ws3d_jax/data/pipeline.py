@@ -18,7 +18,7 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from ws3d_jax import sparse
+from ws3d_jax import hosts, sparse
 from ws3d_jax.data.augment import AugmentParams, augment
 from ws3d_jax.data.labels import IGNORE_LABEL
 
@@ -69,7 +69,9 @@ class Batcher:
   num_shards: int | None = None
   max_proposals: int = 0
 
-  def __call__(self, elements: Sequence[dict]) -> dict:
+  def __call__(self, elements: Sequence[dict], agree=None) -> dict:
+    """``agree``: counts -> counts, the maximum over the processes of a multi-host run (their
+    batches must share capacities)."""
     names = [e.get('scene_id', f'element {i}') for i, e in enumerate(elements)]
     shards = 1 if self.num_shards is None else self.num_shards
     if len(elements) % shards:
@@ -77,7 +79,8 @@ class Batcher:
     size = len(elements) // shards
     groups = [(elements[i:i + size], names[i:i + size]) for i in range(0, len(elements), size)]
     voxelized = [self._voxelize(g, n) for g, n in groups]
-    caps = self.profile.plan(_merged([c for _, c in voxelized]))
+    counts = _merged([c for _, c in voxelized])
+    caps = self.profile.plan(counts if agree is None else agree(counts))
     parts = [self._pad(g, views, caps) for (g, _), (views, _) in zip(groups, voxelized)]
     if self.num_shards is None:
       batch = parts[0]
@@ -214,49 +217,70 @@ def make_element(scene: dict, rng: np.random.Generator, augment_params: AugmentP
 
 
 def training_stream(source, batch_size: int, seed: int, batcher: Batcher, augment_params: AugmentParams,
-                    num_views: int = 1, num_threads: int = 2, prefetch: int = 2):
-  """An endless, seeded, prefetched iterator of training batches."""
+                    num_views: int = 1, num_threads: int = 2, prefetch: int = 2, share: hosts.Share | None = None):
+  """An endless, seeded, prefetched iterator of batches of ``batch_size`` scenes of ``source``
+  (over all devices of all processes; this process's ``share`` of them)."""
   if not len(source):
     raise ValueError('the training set is empty')
-  ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-        .random_map(lambda scene, rng: make_element(scene, rng, augment_params, num_views))
-        .batch(batch_size, drop_remainder=True, batch_fn=batcher))
-  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
-  return iter(grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch))
+  return _stream([('training', source, batch_size, seed)], batcher, augment_params, num_views, 0, share,
+                 num_threads, prefetch)
 
 
 def ws3d_stream(labeled, unlabeled, labeled_batch: int, unlabeled_batch: int, seed: int, batcher: Batcher,
                 augment_params: AugmentParams, start_step: int = 0, num_views: int = 2, num_threads: int = 2,
-                prefetch: int = 2):
+                prefetch: int = 2, share: hosts.Share | None = None):
   """Batches of ``labeled_batch`` labeled plus ``unlabeled_batch`` unlabeled scenes, two views
-  each, from step ``start_step`` on.
+  each, from step ``start_step`` on; each device gets the same number of each, and this process
+  reads the scenes of its ``share`` of the devices only.
 
   Batch i is a pure function of (seed, i): each branch is its own seeded, reshuffled-per-epoch
-  order of scenes, so a run resumed at step i sees exactly the batches the first run would have.
-  With data parallelism each device gets the same share of labeled and unlabeled scenes.
+  order of scenes, so a run resumed at step i sees exactly the batches the first run would have,
+  and a run on more processes sees the same batches, cut the same way.
   """
-  shards = batcher.num_shards or 1
   for name, source, size in (('labeled', labeled, labeled_batch), ('unlabeled', unlabeled, unlabeled_batch)):
-    if size % shards:
-      raise ValueError(f'the {name} batch size {size} does not split over {shards} devices')
     if size and len(source) == 0:
       raise ValueError(f'the {name} set is empty but its batch size is {size}')
+  return _stream([('labeled', labeled, labeled_batch, seed), ('unlabeled', unlabeled, unlabeled_batch, seed + 1)],
+                 batcher, augment_params, num_views, start_step, share, num_threads, prefetch)
 
-  def branch(source, size, branch_seed):
-    if not size:
-      return None
-    return (grain.MapDataset.source(source).seed(branch_seed).shuffle().repeat()
-            .random_map(lambda scene, rng: make_element(scene, rng, augment_params, num_views))
-            .batch(size, drop_remainder=True, batch_fn=list))
 
-  lab, unl = branch(labeled, labeled_batch, seed), branch(unlabeled, unlabeled_batch, seed + 1)
+def _stream(branches, batcher: Batcher, augment_params: AugmentParams, num_views: int, start_step: int,
+            share: hosts.Share, num_threads: int, prefetch: int):
+  """Batch i holds, for every branch (name, source, scenes per batch, seed), scenes i*size to
+  (i+1)*size-1 of that branch's endless shuffled order, dealt to the devices in consecutive
+  groups; this process makes the elements of its own devices' groups only. No ``share``: one
+  process, with as many devices as the batcher has shards."""
+  share = share or hosts.Share(local=batcher.num_shards or 1)
+  if (batcher.num_shards or 1) != share.local:
+    raise ValueError(f'the batcher pads {batcher.num_shards or 1} shards but this process feeds {share.local} devices')
+  orders = []
+  for name, source, size, seed in branches:
+    if size % share.devices:
+      raise ValueError(f'the {name} batch size {size} does not split over {share.devices} devices')
+    if size:
+      orders.append((size, grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+                     .random_map(lambda scene, rng: make_element(scene, rng, augment_params, num_views))))
+  exchange = hosts.Exchange(share, 'capacities')
 
   def make_batch(step):
-    a = lab[step] if lab is not None else []
-    b = unl[step] if unl is not None else []
-    la, lb = len(a) // shards, len(b) // shards
-    return batcher([e for s in range(shards) for e in a[s * la:(s + 1) * la] + b[s * lb:(s + 1) * lb]])
+    elements = []
+    for device in share.shards():
+      for size, order in orders:
+        per_device = size // share.devices
+        first = step * size + device * per_device
+        elements += [order[i] for i in range(first, first + per_device)]
+    return batcher(elements, agree=lambda counts: counts_of(exchange.max(step, flat_counts(counts))))
 
   ds = grain.MapDataset.range(start_step, 2 ** 62).map(make_batch)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
   return iter(grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch))
+
+
+def flat_counts(counts: sparse.StructureCounts) -> tuple:
+  return (*counts.voxels, *counts.pairs, counts.points, counts.regions, counts.region_pairs)
+
+
+def counts_of(flat: tuple) -> sparse.StructureCounts:
+  levels = (len(flat) - 3) // 2
+  return sparse.StructureCounts(voxels=tuple(flat[:levels]), pairs=tuple(flat[levels:2 * levels]), points=flat[-3],
+                                regions=flat[-2], region_pairs=flat[-1])

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ws3d_jax import sparse
+from ws3d_jax import hosts, sparse
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.losses.targets import Regions, Targets
@@ -34,23 +34,25 @@ def sample_elements(data, config, num_views: int = 2) -> list:
   return [pipeline.make_element(s, rng, aug, num_views) for s in picks]
 
 
-def fitted_batcher(config, elements: list, num_shards: int | None = None, max_proposals: int = 0,
+def fitted_batcher(config, elements: list, share: hosts.Share | None = None, max_proposals: int = 0,
                    pin_branches=()) -> pipeline.Batcher:
-  """The batcher of a run: its profile fitted to ``elements`` (one batch), with headroom for the
-  rest (bigger batches climb the ladder; each rung compiles once), and with ``buckets.pin`` raised
-  above every batch that ``pin_branches`` ((source, scenes per batch) pairs) can give."""
-  counter = pipeline.Batcher(config.data.voxel_size, None, minkunet.NUM_LEVELS, num_shards=num_shards,
-                             max_proposals=max_proposals)
+  """The batcher of a run: its profile fitted to ``elements`` (one global batch, cut over
+  ``share.devices``), with headroom for the rest (bigger batches climb the ladder; each rung
+  compiles once), and with ``buckets.pin`` raised above every device's shard that
+  ``pin_branches`` ((source, scenes per device) pairs) can give. It pads this process's shards;
+  no ``share``: unsharded batches (no device axis), for one device."""
+  counter = pipeline.Batcher(config.data.voxel_size, None, minkunet.NUM_LEVELS,
+                             num_shards=share.devices if share else None, max_proposals=max_proposals)
   b = config.buckets
   profile = sparse.BucketProfile.from_counts(counter.count(elements), headroom=b.headroom, growth=b.growth,
                                              min_voxels=b.min_voxels)
   if b.pin and pin_branches:
     profile = pinned(counter, profile, pin_branches, config)
-  return counter.with_profile(profile)
+  return dataclasses.replace(counter.with_profile(profile), num_shards=share.local if share else None)
 
 
 def pinned(counter: pipeline.Batcher, profile: sparse.BucketProfile, branches, config) -> sparse.BucketProfile:
-  """``profile`` with its lowest rung above every batch of ``branches``. A batch's scale is at
+  """``profile`` with its lowest rung above every shard of ``branches``. A shard's scale is at
   most the sum of its scenes' scales, so the bound is each branch's largest scales summed, times
   the headroom for what augmentation changes. Counts every scene of the sources once (host,
   unaugmented)."""

@@ -19,7 +19,7 @@ import numpy as np
 import ml_collections
 from clu import metric_writers
 
-from ws3d_jax import files, progress
+from ws3d_jax import files, hosts, progress
 from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.augment import AugmentParams
@@ -106,6 +106,8 @@ def boundary_points(config, data, workdir: Path, writer=None) -> dict:
                min(len(data.eval_scenes), config.boundary.quality_scenes),
                ', '.join(f'{k} {v:.3f}' for k, v in quality.items()))
 
+  if jax.process_index() > 0:  # every process computed the same points; the first one writes them
+    return points
   # The manifest is written last: a run killed half way leaves no manifest, so no cache is trusted.
   manifest.unlink(missing_ok=True)
   files.save_npz(points_file, points)
@@ -124,18 +126,18 @@ def make_boundary_model(config, bn_axis=steps.AXIS) -> minkunet.MinkUNet:
 def train_boundary_net(config, data, writer):
   """Trains the boundary network on the labeled scenes; returns (variables, predict model, profile)."""
   b = config.boundary
-  devices = jax.local_device_count()
-  batch_size = max(devices, b.batch_size // devices * devices)
+  share = hosts.this_process()
+  batch_size = max(share.devices, b.batch_size // share.devices * share.devices)  # over every device of the run
   source = BoundaryTargets(data.labeled)
   aug = AugmentParams.from_config(config.data.augment)
   rng = np.random.default_rng(config.seed)
   elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
-  batcher = fitted_batcher(config, elements, num_shards=devices, pin_branches=[(source, batch_size)])
+  batcher = fitted_batcher(config, elements, share, pin_branches=[(source, batch_size // share.devices)])
   model = make_boundary_model(config)
   tx, schedule = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
   state = initial_state(config.seed + 7, model, tx, batcher, elements, "the boundary network's")
   stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
-                                    num_threads=config.data.num_threads)
+                                    num_threads=config.data.num_threads, share=share)
   loop = fit.Loop(name='boundary network', step_label='boundary network step',
                   compile_name="the boundary network's train step", scalar_prefix='boundary/', total_steps=b.steps,
                   log_every=config.train.log_every)

@@ -8,7 +8,7 @@ import jax
 import optax
 from flax import linen as nn
 
-from ws3d_jax import progress
+from ws3d_jax import hosts, progress
 from ws3d_jax.data import pipeline
 from ws3d_jax.train import parts, steps
 from ws3d_jax.train.batching import fitted_batcher, sample_elements
@@ -38,9 +38,10 @@ def make_setup(config, data, task: Task) -> Setup:
   t = config.train
   total, per_epoch = total_steps(config, data)
   elements = sample_elements(data, config)
-  batcher = fitted_batcher(config, elements, num_shards=jax.local_device_count(),
-                           max_proposals=task.max_proposals(config),
-                           pin_branches=[(data.labeled, t.labeled_batch), (data.unlabeled, t.unlabeled_batch)])
+  share = hosts.this_process()
+  batcher = fitted_batcher(config, elements, share, max_proposals=task.max_proposals(config),
+                           pin_branches=[(data.labeled, t.labeled_batch // share.devices),
+                                         (data.unlabeled, t.unlabeled_batch // share.devices)])
   num_classes = len(data.class_names)
   model = task.make_model(config, num_classes)
   tx, schedule = parts.make_optimizer(config.optim, total, per_epoch)

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 from clu import metric_writers
 
-from ws3d_jax import files
+from ws3d_jax import files, hosts
 from ws3d_jax.data import pipeline, sources
 from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax.train import boundary, checks, evaluate, fit, memory_maps, setup, tasks
@@ -34,12 +34,14 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
   files.check_writable(workdir)
+  first_process = jax.process_index() == 0  # of a multi-host run: the one that writes the outputs
   # One lock per process: the processes of a multi-host run share the workdir, two runs do not.
-  with files.exclusive(workdir, '.lock' if jax.process_index() == 0 else f'.lock.{jax.process_index()}'):
+  with files.exclusive(workdir, '.lock' if first_process else f'.lock.{jax.process_index()}'):
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
         ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
     memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
-    (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
+    if first_process:
+      (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
     writer = make_writer(workdir / 'tensorboard')
     data = sources.load_experiment(config, workdir)
     task = tasks.get(config.task)
@@ -62,10 +64,9 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     data = boundary.with_boundary_points(config, data, workdir, writer)
     state, start = checkpoints.resume(state, config.train.init_from, config.train.init_step)
     t = config.train
-    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch,
-                                  config.seed + 1000 * jax.process_index(), run.batcher,
-                                  AugmentParams.from_config(config.data.augment), start_step=start,
-                                  num_threads=config.data.num_threads)
+    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
+                                  run.batcher, AugmentParams.from_config(config.data.augment), start_step=start,
+                                  num_threads=config.data.num_threads, share=hosts.this_process())
     state = train(run, state, stream, start, data, config, writer, checkpoints)
     summary = finish(run, state, run.total_steps, data, config, writer, workdir)
     checkpoints.save_best(run.total_steps, state, summary[task.metric])
@@ -83,7 +84,8 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
     task.write_eval(writer, step, summary, conf, data.class_names)
     checkpoints.save_best(step, host_state, summary[task.metric])
     logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
-    append_history(checkpoints.directory.parent, step, task.metric, summary[task.metric])
+    if jax.process_index() == 0:
+      append_history(checkpoints.directory.parent, step, task.metric, summary[task.metric])
 
   loop = fit.Loop(name='WS3D training', step_label='step', compile_name='the WS3D train step', scalar_prefix='',
                   total_steps=run.total_steps, log_every=t.log_every, logged_terms=LOGGED_TERMS,
@@ -95,18 +97,21 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
 
 def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Path) -> dict:
   """Final evaluation on every evaluation scene: metrics.json, the log table, TensorBoard,
-  predictions in the benchmark's official format and coloured .ply files."""
+  predictions in the benchmark's official format and coloured .ply files. Every process of a
+  multi-host run evaluates (each on its own devices, with the same parameters); the first writes."""
   task, variables = run.task, variables_of(state)
-  out = workdir / 'eval'
-  out.mkdir(exist_ok=True)
+  out = workdir / 'eval' if jax.process_index() == 0 else None
+  if out is not None:
+    out.mkdir(exist_ok=True)
   summary, conf = evaluate.evaluate(task, variables, data, config, run.batcher.profile, run.eval_model, 0, out)
   logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), task.format_summary(summary))
   task.write_eval(writer, step, summary, conf, data.class_names)
-  if task.point_clouds and config.eval.tensorboard_scenes:
+  if task.point_clouds and config.eval.tensorboard_scenes and out is not None:
     evaluate.write_point_clouds(writer, step, task, variables, data, config, run.batcher.profile, run.eval_model)
   writer.flush()
   summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names)}
-  files.write_json(out / 'metrics.json', summary)
+  if out is not None:
+    files.write_json(out / 'metrics.json', summary)
   return summary
 
 
