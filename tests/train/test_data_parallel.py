@@ -5,7 +5,6 @@ averaged over the devices, the cross-entropy is normalised over the whole batch'
 (not each device's) and the BatchNorm statistics are summed over the devices. The device count
 is fixed when JAX starts, so the checks run in a fresh interpreter.
 """
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ SCRIPT = textwrap.dedent('''
     from configs import synthetic
     from ws3d_jax import hosts
     from ws3d_jax.data import sources
-    from ws3d_jax.train import parts, steps, tasks, trainer
+    from ws3d_jax.train import parts, steps, tasks
     from ws3d_jax.train.batching import device_arrays, fitted_batcher, sample_elements
 
     assert jax.local_device_count() == 2, jax.devices()
@@ -29,9 +28,7 @@ SCRIPT = textwrap.dedent('''
     config = synthetic.get_config('smoke,sup_only')
     config.data.data_dir = data_dir
     config.train.batch_size = config.train.labeled_batch = 2
-    config.train.steps, config.train.checkpoint_every = 2, 2
-    summary = trainer.train_and_evaluate(config, workdir)
-
+    # (The whole 2-device run through the trainer: tests/train/test_multihost.py.)
     # One step by hand, on 2 devices and on 1, from the same state over the same two scenes.
     data = sources.load_experiment(config, workdir)
     elements = sample_elements(data, config)
@@ -62,7 +59,7 @@ SCRIPT = textwrap.dedent('''
                                        jax.tree.map(lambda x: x[0], two_batch['view0']), two_batch['caps'])
     moved = max(float(np.abs(a[0] - b).max()) for a, b in zip(jax.tree.leaves(two[0]),
                                                                jax.tree.leaves(initial.params)))
-    print('RESULT', worst, moved, labeled[0], labeled[1], summary['miou'])
+    print('RESULT', worst, moved, labeled[0], labeled[1])
 ''')
 
 
@@ -72,9 +69,8 @@ def test_two_devices_step_as_one_device_over_the_combined_batch(tmp_path):
   result = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path / 'tfds'), str(tmp_path / 'run')], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1200)
   assert result.returncode == 0, result.stderr[-4000:]
-  worst, moved, _, _, miou = map(float, result.stdout.split('RESULT')[1].split())
+  worst, moved, _, _ = map(float, result.stdout.split('RESULT')[1].split())
   assert moved > 1e-3  # the step changed the parameters ...
   # ... and the same way on 1 device, up to float32 summation order
   assert worst < 1e-5 and worst < 1e-3 * moved, f'2 devices and 1 device differ by {worst} after a step of {moved}'
-  metrics = json.loads((tmp_path / 'run' / 'eval' / 'metrics.json').read_text())
-  assert metrics['miou'] == miou and metrics['step'] == 2
+
