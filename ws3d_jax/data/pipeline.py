@@ -3,7 +3,8 @@
     source (random access: a TFDS data source or a list of scene dicts)
       -> seeded shuffle, repeat                                   (grain.MapDataset)
       -> per scene: one augmented view, or two for the unlabeled branch
-      -> per batch: voxelize, count, pick the capacity bucket, pad (Batcher)
+      -> per batch: voxelize, count, pick the capacity bucket, pad (Batcher); the processes of a
+         multi-host run pick it together from all their counts (ws3d_jax/hosts.py)
       -> worker threads, then a background prefetch thread        (grain IterDataset)
 
 A batch is a dict of numpy arrays plus ``caps`` (a hashable sparse.Capacities, passed to the
@@ -269,7 +270,8 @@ def _stream(branches, batcher: Batcher, augment_params: AugmentParams, num_views
         per_device = size // share.devices
         first = step * size + device * per_device
         elements += [order[i] for i in range(first, first + per_device)]
-    return batcher(elements, agree=lambda counts: counts_of(exchange.max(step, flat_counts(counts))))
+    agree = None if share.processes == 1 else lambda counts: counts_of(exchange.max(step, flat_counts(counts)))
+    return batcher(elements, agree=agree)
 
   ds = grain.MapDataset.range(start_step, 2 ** 62).map(make_batch)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
