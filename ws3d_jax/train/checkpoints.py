@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -48,6 +49,14 @@ class Checkpoints:
       try:
         restored = self.latest.restore(step, args=ocp.args.StandardRestore(state))
       except Exception as e:  # noqa: BLE001  (orbax raises many kinds for a damaged step)
+        if jax.process_count() > 1:
+          # The processes can fail differently inside orbax (seen: one a JSONDecodeError, the other
+          # a ValueError), and skipping the step on each alone left their collectives out of step.
+          directory = Path(self.latest.directory)
+          raise ValueError(f'the checkpoint of step {step} in {directory} cannot be read ({_first_line(e)}). '
+                           'The processes of a multi-host run do not skip it on their own: move it aside '
+                           f'(mkdir -p {directory}_damaged && mv {directory / str(step)} {directory}_damaged/) and '
+                           'start the run again.') from None
         self._set_aside(step, e)
         continue
       logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
