@@ -52,6 +52,12 @@ def this_process() -> Share:
   return Share(process=jax.process_index(), processes=jax.process_count(), local=jax.local_device_count())
 
 
+def writes_outputs() -> bool:
+  """Whether this process writes the run's outputs (events, eval/, caches): the first one of a
+  multi-host run; the others compute the same things and keep them to themselves."""
+  return jax.process_index() == 0
+
+
 class Exchange:
   """Element-wise maxima of integer tuples over the processes, one round per batch index.
   Every process builds its exchanges in the same order (one per input stream), so the n-th

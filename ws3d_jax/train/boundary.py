@@ -106,7 +106,7 @@ def boundary_points(config, data, workdir: Path, writer=None) -> dict:
                min(len(data.eval_scenes), config.boundary.quality_scenes),
                ', '.join(f'{k} {v:.3f}' for k, v in quality.items()))
 
-  if jax.process_index() > 0:  # every process computed the same points; the first one writes them
+  if not hosts.writes_outputs():
     return points
   # The manifest is written last: a run killed half way leaves no manifest, so no cache is trusted.
   manifest.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
   files.check_writable(workdir)
-  first_process = jax.process_index() == 0  # of a multi-host run: the one that writes the outputs
+  first_process = hosts.writes_outputs()
   # One lock per process: the processes of a multi-host run share the workdir, two runs do not.
   with files.exclusive(workdir, '.lock' if first_process else f'.lock.{jax.process_index()}'):
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
@@ -84,7 +84,7 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
     task.write_eval(writer, step, summary, conf, data.class_names)
     checkpoints.save_best(step, host_state, summary[task.metric])
     logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
-    if jax.process_index() == 0:
+    if hosts.writes_outputs():
       append_history(checkpoints.directory.parent, step, task.metric, summary[task.metric])
 
   loop = fit.Loop(name='WS3D training', step_label='step', compile_name='the WS3D train step', scalar_prefix='',
@@ -100,7 +100,7 @@ def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Pa
   predictions in the benchmark's official format and coloured .ply files. Every process of a
   multi-host run evaluates (each on its own devices, with the same parameters); the first writes."""
   task, variables = run.task, variables_of(state)
-  out = workdir / 'eval' if jax.process_index() == 0 else None
+  out = workdir / 'eval' if hosts.writes_outputs() else None
   if out is not None:
     out.mkdir(exist_ok=True)
   summary, conf = evaluate.evaluate(task, variables, data, config, run.batcher.profile, run.eval_model, 0, out)
@@ -122,7 +122,7 @@ def variables_of(state) -> dict:
 def make_writer(logdir: Path):
   """TensorBoard events from the first process only. Not clu's default writer: that one also logs
   every scalar of every logged step as one long line, beside the trainer's own line."""
-  if jax.process_index() > 0:
+  if not hosts.writes_outputs():
     return metric_writers.MultiWriter([])
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(str(logdir)))
 
