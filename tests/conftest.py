@@ -1,5 +1,7 @@
 """Shared test settings: float32 everywhere and the location of the real data samples."""
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # Tests run tiny inputs, where XLA's compile time dwarfs run time: skip LLVM's costly passes.
@@ -24,6 +26,20 @@ import jax  # noqa: E402
 
 # The float32 references of the tests must not silently run as TF32/bf16 on a GPU.
 jax.config.update('jax_default_matmul_precision', 'highest')
+
+# One compilation cache for the whole session, in this process and in every launch.py or
+# `python -c` it starts (they read WS3D_COMPILATION_CACHE): a subprocess that trains what a test
+# here already trained (the killed run of test_exact_resume, the resumed processes of
+# test_multihost) loads the programs instead of compiling them. Empty at the start, so no test
+# depends on an earlier session; removed at the end.
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix='ws3d_tests_xla_')
+os.environ['WS3D_COMPILATION_CACHE'] = _COMPILATION_CACHE
+jax.config.update('jax_compilation_cache_dir', _COMPILATION_CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

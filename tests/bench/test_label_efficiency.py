@@ -3,18 +3,21 @@ arm continuing the sup_only run at its warm-up step, the report, its table and p
 import json
 
 import numpy as np
+import pytest
 
+from tests.sizes import tiny
 from ws3d_jax.bench import label_efficiency as le
 
 TINY = le.Scale(num_train=8, num_val=2, points=2000, voxel_size=0.1, width=0.25, steps=4, eval_every=2,
                 boundary_steps=2, labeled_batch=1, unlabeled_batch=1, voxels_per_scene=1024)
 
 
+@pytest.mark.slow  # trains both arms end to end
 def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkeypatch):
   real_config = le.run_config
 
   def tiny_data_dir(*args, **kwargs):
-    c = real_config(*args, **kwargs)
+    c = tiny(real_config(*args, **kwargs))
     c.data.data_dir = str(tmp_path / 'tfds')
     c.loss.gamma = 0.05  # untrained tiny models are never confident at 0.8: keep the unlabeled terms active
     return c

@@ -1,9 +1,11 @@
 """Smoke test of the benchmark's --quick machinery on a tiny synthetic sweep (no real data)."""
 import json
+import pytest
 
 from ws3d_jax.bench import sparse_conv
 
 
+@pytest.mark.slow  # times every workload of the quick benchmark
 def test_quick_synthetic_report(tmp_path):
   cfg = sparse_conv.Config.quick(synthetic=True, synthetic_size=(8, 256), channels=(8,), dense_max_channels=8,
                                  strided_channels=8, crop=(8, 8, 8), small_crop=(8, 8, 8), reps=2, peer_reps=2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import synthetic
+from tests.sizes import tiny
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax import sparse
@@ -37,8 +38,9 @@ def _scene(rng, n=600):
           'region_pairs': pairs, 'pair_boundary': (np.arange(len(pairs)) % 3 == 0).astype(np.float32)}
 
 
+@pytest.mark.slow  # compiles one gradient per term and the total
 def test_term_gradients_add_up_to_the_objective_gradient():
-  config = synthetic.get_config('smoke')
+  config = tiny(synthetic.get_config('smoke'))
   config.loss.gamma = 0.05  # every region confident at init, so every term is active
   config.loss.supervised_contrast = True
   rng = np.random.default_rng(0)

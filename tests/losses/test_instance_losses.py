@@ -1,4 +1,6 @@
 """PointGroup's losses and offset targets against hand-computed values."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -26,6 +28,24 @@ def test_offset_losses_hand_computed():
   assert float(direction) == pytest.approx(-0.5, abs=1e-6)
   l1, direction = offset_losses(pred, target, np.zeros(3, bool))  # no instance point: zero, not NaN
   assert float(l1) == 0.0 and float(direction) == 0.0
+
+
+def test_a_zero_predicted_offset_has_a_finite_gradient():
+  # An offset head whose hidden units are all off for a voxel predicts exactly its bias, 0; the
+  # norm's gradient there is NaN (it stopped the instance smoke run at the suite's tiny width).
+  pred = np.array([[0, 0, 0], [0, 2, 0]], np.float32)
+  target = np.array([[1, 0, 0], [0, 0, 1]], np.float32)
+  valid = np.array([True, True])
+  l1, direction = offset_losses(pred, target, valid)
+  assert float(direction) == pytest.approx(0.0, abs=1e-6)  # cos 0 for the zero prediction (its unit is 0)
+  grad = jax.grad(lambda p: sum(offset_losses(p, target, valid)))(jnp.asarray(pred))
+  assert np.isfinite(np.asarray(grad)).all()
+  # At the zero prediction only the L1 part pulls (toward the target along x: -1 / 2 valid points);
+  # the direction's gradient is 0 there.
+  l1_grad = jax.grad(lambda p: offset_losses(p, target, valid)[0])(jnp.asarray(pred))
+  np.testing.assert_allclose(np.asarray(grad)[0], np.asarray(l1_grad)[0], atol=1e-7)
+  assert float(grad[0, 0]) == pytest.approx(-0.5)
+  assert np.abs(np.asarray(grad)[1] - np.asarray(l1_grad)[1]).max() > 0.1  # elsewhere the direction does pull
 
 
 def test_score_targets_and_loss():

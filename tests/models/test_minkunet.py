@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ws3d_jax import sparse
 from ws3d_jax.models import minkunet
@@ -103,6 +104,7 @@ def test_bfloat16_compute_tracks_the_float32_reference():
   assert 0 < error < 0.05, error  # bf16 keeps ~3 significant digits; parameters stay float32
 
 
+@pytest.mark.slow  # compiles the network for several buckets
 def test_compile_count_is_bounded_by_buckets():
   scenes = _scenes(4)
   variables = _init(scenes)

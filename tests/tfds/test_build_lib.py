@@ -200,6 +200,7 @@ def test_failed_beam_build_leaves_nothing(tmp_path):
 # --------------------------------------------------------------------------------------------
 # The TFDS command line builds a builder directory (here with Beam options too).
 
+@pytest.mark.slow  # the tfds command line in a subprocess
 def test_tfds_cli_build(tmp_path):
   tfds_cli = Path(sys.executable).parent / 'tfds'
   if not tfds_cli.exists():

@@ -10,7 +10,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # a 2-device process compiles and runs one step twice
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -18,6 +22,7 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     import optax
     from configs import synthetic
+    from tests.sizes import tiny
     from ws3d_jax import hosts
     from ws3d_jax.data import sources
     from ws3d_jax.train import parts, steps, tasks
@@ -25,7 +30,7 @@ SCRIPT = textwrap.dedent('''
 
     assert jax.local_device_count() == 2, jax.devices()
     data_dir, workdir = sys.argv[1:]
-    config = synthetic.get_config('smoke,sup_only')
+    config = tiny(synthetic.get_config('smoke,sup_only'))
     config.data.data_dir = data_dir
     config.train.batch_size = config.train.labeled_batch = 2
     # (The whole 2-device run through the trainer: tests/train/test_multihost.py.)

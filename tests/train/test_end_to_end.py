@@ -13,10 +13,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import synthetic as synthetic_config
+from tests.sizes import tiny
 from ws3d_jax.data import labels as label_defs
 from ws3d_jax.data import sources
 from ws3d_jax.diagnostics import term_gradients
 from ws3d_jax.train import trainer
+
+pytestmark = pytest.mark.slow  # the main job end to end, several times over one workdir
 
 
 def _steps(directory):
@@ -42,7 +45,7 @@ def _mesh_clouds(event_dir):
 
 
 def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
-  config = synthetic_config.get_config('smoke')
+  config = tiny(synthetic_config.get_config('smoke'))
   config.data.data_dir = str(tmp_path / 'tfds')
   work = tmp_path / 'run'
   with caplog.at_level(logging.INFO):

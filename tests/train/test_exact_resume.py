@@ -12,16 +12,26 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from configs import synthetic
 from tests.conftest import REPO
+from tests.sizes import tiny
 from ws3d_jax.train import trainer
 
+pytestmark = pytest.mark.slow  # a whole run, then a run in a subprocess killed and resumed
+
 RUN = '''
+import os
 import sys
+import jax
+# The suite's settings (tests/conftest.py), so the programs the test compiled load from its cache.
+jax.config.update('jax_default_matmul_precision', 'highest')
+jax.config.update('jax_compilation_cache_dir', os.environ['WS3D_COMPILATION_CACHE'])
 from configs import synthetic
+from tests.sizes import tiny
 from ws3d_jax.train import trainer
-config = synthetic.get_config('smoke')
+config = tiny(synthetic.get_config('smoke'))
 config.data.data_dir, config.boundary.enabled = sys.argv[1], False
 config.train.steps, config.train.checkpoint_every, config.train.log_every = 12, 2, 1
 trainer.train_and_evaluate(config, sys.argv[2])
@@ -29,7 +39,7 @@ trainer.train_and_evaluate(config, sys.argv[2])
 
 
 def _config(data_dir):
-  config = synthetic.get_config('smoke')
+  config = tiny(synthetic.get_config('smoke'))
   config.data.data_dir, config.boundary.enabled = str(data_dir), False
   config.train.steps, config.train.checkpoint_every, config.train.log_every = 12, 2, 1
   return config

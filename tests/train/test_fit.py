@@ -9,8 +9,11 @@ LOOP = fit.Loop(name='WS3D training', step_label='step', compile_name='the step'
                 log_every=2)
 
 
-def test_no_stop_without_nonfinite_steps():
-  fit.stop_if_nonfinite(0, 5, LOOP, None, None)
+def test_stops_only_once_a_step_was_nonfinite():
+  checkpoints = types.SimpleNamespace(directory='/w/checkpoints')
+  assert fit.stop_if_nonfinite(0, 5, LOOP, 4, checkpoints) is None  # nothing went non-finite: goes on
+  with pytest.raises(FloatingPointError, match=r'NaN/inf in 1 step\(s\) up to step 5'):
+    fit.stop_if_nonfinite(1, 5, LOOP, 4, checkpoints)
 
 
 @pytest.mark.parametrize('last_saved, checkpoints, expected', [

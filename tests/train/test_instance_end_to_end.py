@@ -14,6 +14,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # the instance job end to end
 
 
 def _scalars(directory):
@@ -36,11 +39,12 @@ def test_instance_smoke_run(tmp_path):
 
 def run(tmp: str):
   from configs import synthetic_ins
+  from tests.sizes import tiny
   from ws3d_jax.data import labels as label_defs
   from ws3d_jax.train import trainer
 
   tmp_path = Path(tmp)
-  config = synthetic_ins.get_config('smoke')
+  config = tiny(synthetic_ins.get_config('smoke'))
   config.data.data_dir = str(tmp_path / 'tfds')
   work = tmp_path / 'run'
   summary = trainer.train_and_evaluate(config, str(work))

@@ -19,20 +19,25 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from configs import synthetic
 from tests.conftest import REPO
+from tests.sizes import TINY_FLAGS, tiny
 from ws3d_jax.data import sources
+
+pytestmark = pytest.mark.slow  # three launch.py processes train, twice more after the pre-emption
 
 STEPS = 4  # the smoke config's length is 6; 4 still crosses a checkpoint (3) and the end
 OVERRIDES = ['--config=configs/synthetic.py:smoke', f'--config.train.steps={STEPS}',
-             '--config.train.batch_size=4', '--config.train.labeled_batch=2', '--config.train.unlabeled_batch=2']
+             '--config.train.batch_size=4', '--config.train.labeled_batch=2', '--config.train.unlabeled_batch=2',
+             *TINY_FLAGS]
 
 
 def _env(tmp_path, devices: int) -> dict:
   flags = '--xla_backend_optimization_level=0' + (f' --xla_force_host_platform_device_count={devices}'
                                                   if devices > 1 else '')
-  return dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=flags, WS3D_COMPILATION_CACHE=str(tmp_path / 'xla'),
+  return dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=flags,
               WS3D_NO_REEXEC='1')
 
 
@@ -78,7 +83,7 @@ def _assert_same_state(a, b) -> None:
 
 
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path):
-  config = synthetic.get_config('smoke')
+  config = tiny(synthetic.get_config('smoke'))
   config.data.data_dir = str(tmp_path / 'tfds')
   sources.load_sources(config)  # built once, before three processes read it
 

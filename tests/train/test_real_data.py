@@ -9,8 +9,12 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, shared_data
+from tests.sizes import TINY_FLAGS
+
+pytestmark = pytest.mark.slow  # launch.py trains on the real KITTI sample, is killed and resumes
 
 
 def _launch(args, env, log):
@@ -25,11 +29,11 @@ def _checkpoints(directory):
 def test_kitti_sample_trains_survives_kill_9_and_exports_official_labels(tmp_path):
   kitti = shared_data('semantickitti')
   work = tmp_path / 'run'
-  env = dict(os.environ, WS3D_COMPILATION_CACHE=str(tmp_path / 'xla_cache'))
+  env = dict(os.environ)  # the session's compilation cache (tests/conftest.py) included
   env.pop('XLA_FLAGS', None)  # launch.py's own CPU setting, as a user runs it
   args = ['--config=configs/semkitti.py:smoke', f'--workdir={work}', f'--config.data.manual_dir={kitti}',
           f'--config.data.data_dir={tmp_path / "tfds"}', '--config.data.holdout=00_000002',
-          '--config.train.steps=30', '--config.train.checkpoint_every=5', '--config.train.log_every=5']
+          '--config.train.steps=30', '--config.train.checkpoint_every=5', '--config.train.log_every=5', *TINY_FLAGS]
 
   with open(tmp_path / 'first.log', 'w') as log:
     first = _launch(args, env, log)

@@ -25,9 +25,17 @@ def offset_losses(pred, target, valid):
   w = valid.astype(jnp.float32)
   n = jnp.maximum(w.sum(), 1.0)
   l1 = (jnp.abs(pred - target).sum(-1) * w).sum() / n
-  unit = lambda v: v / (jnp.linalg.norm(v, axis=-1, keepdims=True) + 1e-8)
-  direction = -((unit(pred) * unit(target)).sum(-1) * w).sum() / n
+  direction = -((_unit(pred) * _unit(target)).sum(-1) * w).sum() / n
   return l1, direction
+
+
+def _unit(v):
+  """v / |v|, and 0 for v = 0 with a zero gradient there: the norm's own gradient at 0 is NaN,
+  and an offset head whose hidden units are all off for a voxel predicts exactly 0 (its bias)."""
+  squared = jnp.sum(v * v, axis=-1, keepdims=True)
+  nonzero = squared > 0
+  norm = jnp.sqrt(jnp.where(nonzero, squared, 1.0))
+  return jnp.where(nonzero, v / (norm + 1e-8), 0.0)
 
 
 def score_targets(iou, fg: float = 0.75, bg: float = 0.25):

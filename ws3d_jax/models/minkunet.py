@@ -1,7 +1,8 @@
 """MinkUNet (MinkowskiNet Res16UNet layout) on the JAX sparse engine.
 
 Five encoder stages at strides 1, 2, 4, 8, 16 (the stem, then four down-steps with residual
-blocks), a mirrored decoder with skip connections, and a 1x1 classifier. Besides per-point
+blocks), a mirrored decoder with skip connections, and a 1x1 classifier. (``minkunet_test``, for
+the test suite only, has two: strides 1 and 2.) Besides per-point
 logits it returns every encoder stage's voxel features: WS3D's multi-stage region contrast
 pools regions at each of them, through ``Geometry.point2voxel[stage]``.
 
@@ -19,13 +20,29 @@ import jax.numpy as jnp
 from ws3d_jax.sparse.kernel_map import Geometry
 from ws3d_jax.sparse.layers import MaskedBatchNorm, StridedConv3d, SubMConv3d, TransposedConv3d
 
-NUM_LEVELS = 5
+NUM_LEVELS = 5  # of the paper's backbones
 PLANES = (32, 64, 128, 256, 256, 128, 96, 96)
-PRESETS = {  # blocks per stage: 4 encoder stages after the stem, then 4 decoder stages
+PRESETS = {  # blocks per stage: the encoder stages after the stem, then as many decoder stages
     'minkunet14': (1, 1, 1, 1, 1, 1, 1, 1),
     'minkunet18': (2, 2, 2, 2, 2, 2, 2, 2),
     'minkunet34': (2, 3, 4, 6, 2, 2, 2, 2),
+    # For tests of the wiring, not of learning: every part of the method (both strided
+    # convolutions, skip, multi-stage contrast) with a quarter of minkunet14's layers, so a
+    # train step compiles in seconds.
+    'minkunet_test': (1, 1),
 }
+
+
+def levels_of(name: str) -> int:
+  """Strides of a preset: the stem's, then one per down-step."""
+  if name not in PRESETS:
+    raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(PRESETS)}')
+  return len(PRESETS[name]) // 2 + 1
+
+
+def planes_of(levels: int) -> tuple:
+  """The encoder's first and the decoder's last widths of PLANES, for a network of ``levels``."""
+  return PLANES[:levels - 1] + PLANES[len(PLANES) - (levels - 1):]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,16 +57,21 @@ class BackboneSpec:
   # 512 was fastest on a real LiDAR scan at 32 and 64 channels (docs/benchmarks.md).
   chunk: int = 512
 
+  @property
+  def num_levels(self) -> int:
+    return len(self.blocks) // 2 + 1
+
   def chunk_sizes(self) -> tuple:
     """Chunk length per level for 'pairs' (None for 'dense', which needs no pair map)."""
     return tuple(None if impl == 'dense' else self.chunk for impl in self.impl)
 
 
 def backbone_spec(name: str = 'minkunet34', impl: str | Sequence[str] = 'pairs', **kw) -> BackboneSpec:
-  if name not in PRESETS:
-    raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(PRESETS)}')
-  impl = (impl,) * NUM_LEVELS if isinstance(impl, str) else tuple(impl)
-  return BackboneSpec(blocks=PRESETS[name], impl=impl, **kw)
+  levels = levels_of(name)
+  impl = (impl,) * levels if isinstance(impl, str) else tuple(impl)
+  if len(impl) != levels:
+    raise ValueError(f'{name} has {levels} levels but model.impl names {len(impl)}: {impl}')
+  return BackboneSpec(blocks=PRESETS[name], planes=planes_of(levels), impl=impl, **kw)
 
 
 class BasicBlock(nn.Module):
@@ -89,20 +111,21 @@ class MinkUNet(nn.Module):
     x = SubMConv3d(s.stem, s.impl[0], self.dtype)(feats, geom, 0)
     x = nn.relu(bn()(x, valid(0)))
     stages = [x]
-    for i in range(4):
+    down = s.num_levels - 1
+    for i in range(down):
       x = StridedConv3d(x.shape[-1], self.dtype)(x, geom, i)
       x = nn.relu(bn()(x, valid(i + 1)))
       for _ in range(s.blocks[i]):
         x = block(s.planes[i], i + 1)(x, geom, i + 1, train)
       stages.append(x)
 
-    for j in range(4):
-      level = 3 - j
-      x = TransposedConv3d(s.planes[4 + j], self.dtype)(x, geom, level)
+    for j in range(down):
+      level = down - 1 - j
+      x = TransposedConv3d(s.planes[down + j], self.dtype)(x, geom, level)
       x = nn.relu(bn()(x, valid(level)))
       x = jnp.concatenate([x, stages[level].astype(x.dtype)], axis=-1)
-      for _ in range(s.blocks[4 + j]):
-        x = block(s.planes[4 + j], level)(x, geom, level, train)
+      for _ in range(s.blocks[down + j]):
+        x = block(s.planes[down + j], level)(x, geom, level, train)
 
     voxel_logits = nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
     padded = jnp.concatenate([voxel_logits, jnp.zeros((1, self.num_classes), jnp.float32)])
@@ -110,5 +133,5 @@ class MinkUNet(nn.Module):
         'logits': padded[geom.point2voxel[0]],  # (P, classes); padding points read zeros
         'voxel_logits': voxel_logits,
         'features': x,  # last decoder features at stride 1, for extra heads
-        'stages': tuple(stages),  # encoder features at strides 1, 2, 4, 8, 16
+        'stages': tuple(stages),  # encoder features at strides 1, 2, 4, ...
     }

@@ -88,6 +88,10 @@ class BucketProfile:
   min_voxels: int = 256
   align: int = 64
 
+  @property
+  def num_levels(self) -> int:
+    return len(self.voxel_ratio)
+
   @classmethod
   def from_counts(cls, counts: StructureCounts, headroom: float = 1.1, **kw) -> 'BucketProfile':
     """A profile fitted to one batch, with headroom for its siblings."""

@@ -35,13 +35,15 @@ def sample_elements(data, config, num_views: int = 2) -> list:
 
 
 def fitted_batcher(config, elements: list, share: hosts.Share | None = None, max_proposals: int = 0,
-                   pin_branches=()) -> pipeline.Batcher:
+                   pin_branches=(), num_levels: int = 0) -> pipeline.Batcher:
   """The batcher of a run: its profile fitted to ``elements`` (one global batch, cut over
   ``share.devices``), with headroom for the rest (bigger batches climb the ladder; each rung
   compiles once), and with ``buckets.pin`` raised above every device's shard that
   ``pin_branches`` ((source, scenes per device) pairs) can give. It pads this process's shards;
-  no ``share``: unsharded batches (no device axis), for one device."""
-  counter = pipeline.Batcher(config.data.voxel_size, None, minkunet.NUM_LEVELS,
+  no ``share``: unsharded batches (no device axis), for one device. ``num_levels``: the strides
+  the network reads maps of (default: those of ``model.backbone``)."""
+  num_levels = num_levels or minkunet.levels_of(config.model.backbone)
+  counter = pipeline.Batcher(config.data.voxel_size, None, num_levels,
                              num_shards=share.devices if share else None, max_proposals=max_proposals)
   b = config.buckets
   profile = sparse.BucketProfile.from_counts(counter.count(elements), headroom=b.headroom, growth=b.growth,

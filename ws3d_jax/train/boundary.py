@@ -132,8 +132,9 @@ def train_boundary_net(config, data, writer):
   aug = AugmentParams.from_config(config.data.augment)
   rng = np.random.default_rng(config.seed)
   elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
-  batcher = fitted_batcher(config, elements, share, pin_branches=[(source, batch_size // share.devices)])
   model = make_boundary_model(config)
+  batcher = fitted_batcher(config, elements, share, pin_branches=[(source, batch_size // share.devices)],
+                           num_levels=model.spec.num_levels)
   tx, schedule = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
   state = initial_state(config.seed + 7, model, tx, batcher, elements, "the boundary network's")
   stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,

@@ -16,7 +16,6 @@ from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.labels import PALETTES
 from ws3d_jax.evaluation import export, semantic
-from ws3d_jax.models import minkunet
 from ws3d_jax.train import steps
 
 
@@ -32,7 +31,7 @@ def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]
   """The padded model inputs of one whole, unaugmented scene (plus its padded point
   coordinates, which the instance heads read) and their capacities."""
   profile = dataclasses.replace(profile, growth=max(profile.growth, WHOLE_SCENE_GROWTH))
-  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, minkunet.NUM_LEVELS,
+  batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, profile.num_levels,
                                      names=[scene['scene_id']])
   arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
   arrays['xyz'] = np.zeros((caps.points, 3), np.float32)

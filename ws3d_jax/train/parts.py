@@ -16,7 +16,6 @@ from ws3d_jax.models import minkunet
 from ws3d_jax.models.ws3d import WS3DNet
 from ws3d_jax.train.steps import AXIS
 
-NUM_LEVELS = minkunet.NUM_LEVELS
 
 
 def backbone_of(model_config) -> minkunet.BackboneSpec:
@@ -34,8 +33,10 @@ def compute_dtype(name: str):
 
 def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> WS3DNet:
   m = config.model
-  stages = (4,) if config.loss.last_stage_only else tuple(range(NUM_LEVELS))
-  return WS3DNet(num_classes=num_classes, spec=backbone_of(m), dtype=compute_dtype(m.compute_dtype),
+  spec = backbone_of(m)
+  last = spec.num_levels - 1
+  stages = (last,) if config.loss.last_stage_only else tuple(range(last + 1))
+  return WS3DNet(num_classes=num_classes, spec=spec, dtype=compute_dtype(m.compute_dtype),
                  bn_axis=bn_axis, embed_dim=m.embed_dim, contrast_stages=stages)
 
 
