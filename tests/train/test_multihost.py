@@ -23,7 +23,7 @@ import pytest
 
 from configs import synthetic
 from tests.conftest import REPO
-from tests.sizes import TINY_FLAGS, tiny
+from tests.sizes import TINY_FLAGS
 from ws3d_jax.data import sources
 
 pytestmark = pytest.mark.slow  # three launch.py processes train, twice more after the pre-emption
@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow  # three launch.py processes train, twice more aft
 STEPS = 4  # the smoke config's length is 6; 4 still crosses a checkpoint (3) and the end
 OVERRIDES = ['--config=configs/synthetic.py:smoke', f'--config.train.steps={STEPS}',
              '--config.train.batch_size=4', '--config.train.labeled_batch=2', '--config.train.unlabeled_batch=2',
-             *TINY_FLAGS]
+             # the suite's network, but buckets not pinned: the devices' shards then need different
+             # rungs at some steps, and only the processes' exchange of counts keeps them in step
+             *TINY_FLAGS, '--config.buckets.pin=False']
 
 
 def _env(tmp_path, devices: int) -> dict:
@@ -83,7 +85,7 @@ def _assert_same_state(a, b) -> None:
 
 
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path):
-  config = tiny(synthetic.get_config('smoke'))
+  config = synthetic.get_config('smoke')
   config.data.data_dir = str(tmp_path / 'tfds')
   sources.load_sources(config)  # built once, before three processes read it
 
