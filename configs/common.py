@@ -113,7 +113,10 @@ def base_config() -> ml_collections.ConfigDict:
   # pin: the lowest rung holds the largest batch the run can draw (one compile per step function,
   # every batch padded to it); worth it where compiles cost more than padding (small CPU runs).
   c.buckets = ml_collections.ConfigDict(dict(headroom=1.25, growth=1.25, min_voxels=1024, pin=False))
-  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, decay_factor=0.2, decay_every_epochs=50, grad_clip=0.0))
+  # schedule: 'step' (the paper's: x decay_factor every decay_every_epochs), 'cosine' or 'poly'
+  # (to 0 over the run; poly_power for 'poly'): ws3d_jax/train/parts.py
+  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, schedule='step', decay_factor=0.2, decay_every_epochs=50,
+                                           poly_power=0.9, grad_clip=0.0))
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 16  # the paper's batch; an epoch is len(train) // batch_size steps

@@ -23,9 +23,9 @@ def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkey
     return c
 
   monkeypatch.setattr(le, 'run_config', tiny_data_dir)
-  out = tmp_path / 'bench'
+  out, results = tmp_path / 'bench', tmp_path / 'results'
   report = le.benchmark(out, ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False, instances=False,
-                        command='test')
+                        command='test', results=results)
   runs = report['runs']
   assert set(runs) == {'semantic/r25_s0/sup_only', 'semantic/r25_s0/ws3d'}
   sup, ws3d = runs['semantic/r25_s0/sup_only'], runs['semantic/r25_s0/ws3d']
@@ -44,12 +44,24 @@ def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkey
   scenes = json.loads((out / 'semantic/r25_s0/sup_only/scenes.json').read_text())['ids']
   assert min(scenes['train']) == 'room_000003' and min(scenes['eval']) == 'room_100003'
 
+  # Each run's load was recorded and is in the table; each run's record is a file of its own.
+  assert all(r['load']['wall_seconds'] > 0 and 'other_cores' in r['load'] for r in runs.values())
+  assert 'others' in (out / 'report.md').read_text()
+  stored = sorted(p.name for p in results.glob('*.json'))
+  assert stored == ['semantic__r25_s0__sup_only.json', 'semantic__r25_s0__ws3d.json']
+
   # A second call finds every run done and trains nothing.
   stamp = (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns
   again = le.benchmark(out, ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False, instances=False,
                        command='test')
   assert again['runs'] == runs
   assert (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns == stamp
+  # So does a benchmark in an empty folder (a fresh clone) that reads the records ...
+  fresh = le.benchmark(tmp_path / 'fresh', ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False,
+                       instances=False, command='test', results=results)
+  assert fresh['runs'] == json.loads(json.dumps(runs)) and not (tmp_path / 'fresh' / 'semantic').exists()
+  # ... but not records of other settings.
+  assert le.stored_records(results, {**report['settings'], 'room_seed': 4}) == {}
 
 
 def test_summary_mean_std_and_the_win_rule():

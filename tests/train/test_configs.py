@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import s3dis, s3dis_ins, scannet, scannet_ins, semkitti, synthetic, synthetic_ins
@@ -144,3 +145,19 @@ def test_default_schedule_warms_up_and_paper_token_is_literal():
   assert (paper.ramp.warmup_steps, paper.ramp.rampup_steps, paper.w_energy, paper.w_contrast) == (0, 0, 1.0, 1.0)
   with_sc = parts.make_objective(synthetic.get_config('5pct,sup_contrast'), 10)
   assert with_sc.w_sup_contrast > 0
+
+
+def test_cosine_and_poly_schedules_decay_to_zero_over_the_run():
+  config = synthetic.get_config('5pct')
+  config.optim.schedule = 'cosine'
+  _, cosine = parts.make_optimizer(config.optim, 1000, 6)
+  # lr (1 + cos(pi t / T)) / 2, by hand
+  for step, expected in ((0, 1e-3), (250, 1e-3 * (1 + np.cos(np.pi / 4)) / 2), (500, 5e-4), (1000, 0.0)):
+    assert float(cosine(step)) == pytest.approx(expected, abs=1e-9), step
+  config.optim.schedule, config.optim.poly_power = 'poly', 0.9
+  _, poly = parts.make_optimizer(config.optim, 1000, 6)
+  for step in (0, 100, 500, 999, 1000):
+    assert float(poly(step)) == pytest.approx(1e-3 * (1 - step / 1000) ** 0.9, abs=1e-9), step
+  config.optim.schedule = 'linear'
+  with pytest.raises(ValueError, match=r"optim.schedule='linear'; one of \('step', 'cosine', 'poly'\)"):
+    checks.validate_config(config)

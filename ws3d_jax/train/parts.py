@@ -63,21 +63,40 @@ def epoch_steps(num_scenes: int, config) -> int:
   return max(1, num_scenes // config.train.batch_size)
 
 
+SCHEDULES = ('step', 'cosine', 'poly')
+
+
 def make_optimizer(optim_config, total_steps: int, steps_per_epoch: int):
-  """Adam with the paper's step decay: lr x decay_factor every decay_every_epochs epochs.
+  """Adam with the learning-rate schedule ``optim.schedule``:
+
+  * 'step' (the paper's): lr x decay_factor every decay_every_epochs epochs;
+  * 'cosine': half a cosine from lr to 0 over the run (Pointcept's runs);
+  * 'poly': lr (1 - step / total) ** poly_power, to 0 at the end (GuidedContrast, PointGroup).
 
   Returns (optax transformation, schedule). Equal settings give the same transformation object:
   it is part of the train state's static structure, so a resumed run in the same process (the
   tests) reuses the compiled step instead of compiling it again."""
   o = optim_config
-  every = o.decay_every_epochs * steps_per_epoch
-  boundaries = tuple(range(every, total_steps, every)) if every > 0 else ()
-  return _adam_step_decay(float(o.lr), float(o.decay_factor), boundaries, float(o.grad_clip))
+  if o.schedule not in SCHEDULES:
+    raise ValueError(f'optim.schedule={o.schedule!r}; one of {SCHEDULES}')
+  if o.schedule == 'step':
+    every = o.decay_every_epochs * steps_per_epoch
+    boundaries = tuple(range(every, total_steps, every)) if every > 0 else ()
+    return _adam(float(o.lr), 'step', boundaries, float(o.decay_factor), float(o.grad_clip))
+  power = float(o.poly_power) if o.schedule == 'poly' else 0.0
+  return _adam(float(o.lr), o.schedule, (max(1, int(total_steps)),), power, float(o.grad_clip))
 
 
 @functools.lru_cache(maxsize=16)
-def _adam_step_decay(lr: float, factor: float, boundaries: tuple, grad_clip: float):
-  schedule = optax.piecewise_constant_schedule(lr, {s: factor for s in boundaries})
+def _adam(lr: float, kind: str, steps: tuple, factor: float, grad_clip: float):
+  """``steps``: the decay boundaries ('step') or (total steps,); ``factor``: the decay factor
+  ('step') or the polynomial's power ('poly')."""
+  if kind == 'step':
+    schedule = optax.piecewise_constant_schedule(lr, {s: factor for s in steps})
+  elif kind == 'cosine':
+    schedule = optax.cosine_decay_schedule(lr, decay_steps=steps[0])
+  else:
+    schedule = optax.polynomial_schedule(lr, 0.0, power=factor, transition_steps=steps[0])
   tx = optax.adam(schedule)
   if grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
