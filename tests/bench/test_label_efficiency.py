@@ -1,6 +1,7 @@
 """The label-efficiency benchmark end to end on a handful of tiny rooms: both arms, the WS3D
 arm continuing the sup_only run at its warm-up step, the report, its table and plot, resume."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,22 @@ def test_summary_mean_std_and_the_win_rule():
   runs['k5']['metric'] = 0.75  # a wide spread: the gain no longer beats twice the larger std
   row = le.summarize(runs)['g']['5pct']
   assert not row['wins']
+
+
+def test_a_record_is_committed_alone(tmp_path, monkeypatch):
+  import subprocess
+  git = lambda *a: subprocess.run(['git', '-C', str(tmp_path), *a], check=True, capture_output=True, text=True).stdout
+  git('init', '-q')
+  git('config', 'user.email', 't@t')
+  git('config', 'user.name', 't')
+  (tmp_path / 'other.txt').write_text('staged, not part of the record')
+  git('add', 'other.txt')
+  record = tmp_path / 'results' / 'semantic__r5_s0__sup_only.json'
+  record.parent.mkdir()
+  record.write_text('{}')
+  monkeypatch.chdir(tmp_path)  # a path relative to the working directory, as the command line gives it
+  le.commit_record(Path('results') / record.name, 'semantic/r5_s0/sup_only')
+  assert git('log', '--format=%s') == 'label-efficiency benchmark: semantic/r5_s0/sup_only\n'
+  assert git('show', '--name-only', '--format=') == 'results/semantic__r5_s0__sup_only.json\n'
+  assert 'A  other.txt' in git('status', '--short')  # still staged, not committed with the record
+  le.commit_record(tmp_path / 'nowhere' / 'x.json', 'k')  # outside a repository: a warning, not an error

@@ -206,12 +206,15 @@ def stored_records(results: Path | None, settings: dict) -> dict:
 def commit_record(path: Path, key: str) -> None:
   """Commits one record file (and nothing else staged) in the repository that holds it."""
   import subprocess  # noqa: PLC0415
+  path = Path(path).resolve()
   where = str(path.parent)
-  subprocess.run(['git', '-C', where, 'add', str(path)], check=True, capture_output=True)
-  result = subprocess.run(['git', '-C', where, 'commit', '-q', '-m', f'label-efficiency benchmark: {key}', '--',
-                           str(path)], capture_output=True, text=True)
-  if result.returncode != 0:
-    logging.warning('could not commit %s: %s', path, (result.stderr or result.stdout).strip()[:300])
+  # A failed commit (no repository, a lock held by another git) costs the record nothing: it is
+  # written already, and the next commit of the folder takes it along.
+  for command in (['add', str(path)], ['commit', '-q', '-m', f'label-efficiency benchmark: {key}', '--', str(path)]):
+    result = subprocess.run(['git', '-C', where, *command], capture_output=True, text=True)
+    if result.returncode != 0:
+      logging.warning('could not commit %s: %s', path, (result.stderr or result.stdout).strip()[:300])
+      return
 
 
 def summarize(runs: dict) -> dict:
