@@ -49,7 +49,9 @@ def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkey
   assert all(r['load']['wall_seconds'] > 0 and 'other_cores' in r['load'] for r in runs.values())
   assert 'others' in (out / 'report.md').read_text()
   stored = sorted(p.name for p in results.glob('*.json'))
-  assert stored == ['semantic__r25_s0__sup_only.json', 'semantic__r25_s0__ws3d.json']
+  tag = le.record_name('k', report['settings'])[len('k__'):]
+  assert stored == [f'semantic__r25_s0__sup_only__{tag}', f'semantic__r25_s0__ws3d__{tag}']
+  assert le.record_name('k', {**report['settings'], 'room_seed': 4}) != f'k__{tag}'  # another scale, another file
 
   # A second call finds every run done and trains nothing.
   stamp = (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns

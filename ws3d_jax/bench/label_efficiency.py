@@ -179,15 +179,19 @@ class Report:
     self.data['summary'] = summarize(self.data['runs'])
     files.write_json(self.path, self.data)
     if self.results is not None:
-      path = self.results / record_name(key)
+      path = self.results / record_name(key, self.data['settings'])
       files.write_json(path, {'key': key, 'settings': self.data['settings'], 'record': record,
                               'config': config.to_dict() if config is not None else None})
       if self.commit:
         commit_record(path, key)
 
 
-def record_name(key: str) -> str:
-  return key.replace('/', '__') + '.json'
+def record_name(key: str, settings: dict) -> str:
+  """The run's key and a short hash of what makes its settings (scale, rooms, metric): runs of
+  other scales live beside each other in one folder."""
+  import hashlib  # noqa: PLC0415
+  what = json.dumps({k: settings[k] for k in ('scale', 'room_seed', 'metric')}, sort_keys=True)
+  return f"{key.replace('/', '__')}__{hashlib.sha1(what.encode()).hexdigest()[:8]}.json"
 
 
 def stored_records(results: Path | None, settings: dict) -> dict:
