@@ -16,19 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.events import scalars
+
 pytestmark = pytest.mark.slow  # the instance job end to end
-
-
-def _scalars(directory):
-  import tensorflow as tf  # the clu writer's event files; TensorFlow reads them back
-  out = {}
-  for path in directory.glob('events.out.tfevents.*'):
-    for event in tf.compat.v1.train.summary_iterator(str(path)):
-      for value in event.summary.value:
-        array = tf.make_ndarray(value.tensor)
-        if array.ndim == 0:  # scalars (the confusion image is there too)
-          out.setdefault(value.tag, {})[event.step] = float(array)
-  return out
 
 
 def test_instance_smoke_run(tmp_path):
@@ -57,7 +47,7 @@ def run(tmp: str):
   classes = set(label_defs.CLASSES['synthetic']) - {'floor', 'wall'}
   assert set(metrics['per_class']) == classes
   # The ScoreNet trained on clustered proposals in the last two thirds of the steps.
-  logged = _scalars(work / 'tensorboard')
+  logged = scalars(work / 'tensorboard')
   assert max(logged['proposals'].values()) > 0
   assert all(np.isfinite(v) for v in logged['score'].values())
   assert sorted(int(p.name) for p in (work / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 6]

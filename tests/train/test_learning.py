@@ -12,21 +12,10 @@ import numpy as np
 import pytest
 
 from configs import synthetic
+from tests.events import scalars
 from ws3d_jax.train import trainer
 
 STEPS = 60
-
-
-def _scalars(directory) -> dict:
-  import tensorflow as tf  # the clu writer's event files; TensorFlow reads them back
-  out = {}
-  for path in directory.glob('events.out.tfevents.*'):
-    for event in tf.compat.v1.train.summary_iterator(str(path)):
-      for value in event.summary.value:
-        array = tf.make_ndarray(value.tensor)
-        if array.ndim == 0:
-          out.setdefault(value.tag, {})[event.step] = float(array)
-  return out
 
 
 @pytest.mark.slow
@@ -38,7 +27,7 @@ def test_the_smoke_config_learns_beyond_the_majority_class(tmp_path):
   work = tmp_path / 'run'
   summary = trainer.train_and_evaluate(config, str(work))
 
-  logged = _scalars(work / 'tensorboard')
+  logged = scalars(work / 'tensorboard')
   ce = logged['ce']
   first, last = ce[1], np.mean([ce[s] for s in sorted(ce)[-3:]])
   assert last < 0.7 * first, f'cross-entropy {first:.3f} -> {last:.3f} over {STEPS} steps'

@@ -37,7 +37,11 @@ def levels_of(name: str) -> int:
   """Strides of a preset: the stem's, then one per down-step."""
   if name not in PRESETS:
     raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(PRESETS)}')
-  return len(PRESETS[name]) // 2 + 1
+  return _levels(PRESETS[name])
+
+
+def _levels(blocks: tuple) -> int:
+  return len(blocks) // 2 + 1
 
 
 def planes_of(levels: int) -> tuple:
@@ -59,7 +63,7 @@ class BackboneSpec:
 
   @property
   def num_levels(self) -> int:
-    return len(self.blocks) // 2 + 1
+    return _levels(self.blocks)
 
   def chunk_sizes(self) -> tuple:
     """Chunk length per level for 'pairs' (None for 'dense', which needs no pair map)."""
