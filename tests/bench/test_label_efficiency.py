@@ -28,12 +28,15 @@ def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkey
   report = le.benchmark(out, ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False, instances=False,
                         command='test', results=results)
   runs = report['runs']
+  # The runs live in a folder of their settings: another scale never finds this scale's metrics.json.
+  runs_dir = out / le.settings_hash(report['settings'])
+  assert le.settings_hash({**report['settings'], 'scale': {**report['settings']['scale'], 'steps': 5}}) != runs_dir.name
   assert set(runs) == {'semantic/r25_s0/sup_only', 'semantic/r25_s0/ws3d'}
   sup, ws3d = runs['semantic/r25_s0/sup_only'], runs['semantic/r25_s0/ws3d']
   assert 0 <= sup['metric'] <= 1 and 0 <= ws3d['metric'] <= 1
   # The WS3D arm started from the sup_only checkpoint of the warm-up step (step 1 of 4): it has no
   # checkpoint before that step, and its curve holds the evaluations after it.
-  ws3d_steps = sorted(int(p.name) for p in (out / 'semantic/r25_s0/ws3d/checkpoints').iterdir() if p.name.isdigit())
+  ws3d_steps = sorted(int(p.name) for p in (runs_dir / 'semantic/r25_s0/ws3d/checkpoints').iterdir() if p.name.isdigit())
   assert min(ws3d_steps) > 1 and [s for s, _ in ws3d['curve']] == [2]
   assert 0 <= ws3d['boundary']['f1'] <= 1 and 'coverage' in ws3d['pseudo_labels']
   row = report['summary']['semantic']['25pct']
@@ -42,7 +45,7 @@ def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkey
   assert json.loads((out / 'report.json').read_text())['summary'] == report['summary']
   assert '| 25pct |' in (out / 'report.md').read_text() and (out / 'curves.png').stat().st_size > 1000
   # The rooms are the ones of the seed offset.
-  scenes = json.loads((out / 'semantic/r25_s0/sup_only/scenes.json').read_text())['ids']
+  scenes = json.loads((runs_dir / 'semantic/r25_s0/sup_only/scenes.json').read_text())['ids']
   assert min(scenes['train']) == 'room_000003' and min(scenes['eval']) == 'room_100003'
 
   # Each run's load was recorded and is in the table; each run's record is a file of its own.
@@ -54,15 +57,15 @@ def test_benchmark_runs_both_arms_writes_the_report_and_resumes(tmp_path, monkey
   assert le.record_name('k', {**report['settings'], 'room_seed': 4}) != f'k__{tag}'  # another scale, another file
 
   # A second call finds every run done and trains nothing.
-  stamp = (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns
+  stamp = (runs_dir / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns
   again = le.benchmark(out, ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False, instances=False,
                        command='test')
   assert again['runs'] == runs
-  assert (out / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns == stamp
+  assert (runs_dir / 'semantic/r25_s0/ws3d/eval/metrics.json').stat().st_mtime_ns == stamp
   # So does a benchmark in an empty folder (a fresh clone) that reads the records ...
   fresh = le.benchmark(tmp_path / 'fresh', ratios=[25], seeds=[0], scale=TINY, room_seed=3, table5=False,
                        instances=False, command='test', results=results)
-  assert fresh['runs'] == json.loads(json.dumps(runs)) and not (tmp_path / 'fresh' / 'semantic').exists()
+  assert fresh['runs'] == json.loads(json.dumps(runs)) and not list((tmp_path / 'fresh').glob('*/semantic'))
   # ... but not records of other settings.
   assert le.stored_records(results, {**report['settings'], 'room_seed': 4}) == {}
 

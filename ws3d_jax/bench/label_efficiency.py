@@ -190,9 +190,15 @@ class Report:
 def record_name(key: str, settings: dict) -> str:
   """The run's key and a short hash of what makes its settings (scale, rooms, metric): runs of
   other scales live beside each other in one folder."""
+  return f"{key.replace('/', '__')}__{settings_hash(settings)}.json"
+
+
+def settings_hash(settings: dict) -> str:
+  """8 hex digits of what makes a run's config (scale, rooms, metric): the name of its records
+  and of its runs' folder under --out."""
   import hashlib  # noqa: PLC0415
   what = json.dumps({k: settings[k] for k in ('scale', 'room_seed', 'metric')}, sort_keys=True)
-  return f"{key.replace('/', '__')}__{hashlib.sha1(what.encode()).hexdigest()[:8]}.json"
+  return hashlib.sha1(what.encode()).hexdigest()[:8]
 
 
 def stored_records(results: Path | None, settings: dict) -> dict:
@@ -321,7 +327,9 @@ def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bo
         for arm in (arms if ratio < 100 else ('sup_only',)):
           plan.append((group, ratio, seed, arm, '', None))
   for group, ratio, seed, arm, tokens, case in plan:
-    base = out / ('instances' if instances else 'semantic') / f'r{ratio}_s{seed}'
+    # Runs of other settings live in their own folder: a finished run is taken as done by its
+    # metrics.json, and a 600-step run's must never stand for a 1500-step one.
+    base = out / settings_hash(report.data['settings']) / ('instances' if instances else 'semantic') / f'r{ratio}_s{seed}'
     workdir = base / (arm if not tokens else f'ws3d_{tokens}')
     key = f'{group}/r{ratio}_s{seed}/{workdir.name}' + (f'/case{case}' if case else '')
     if report.has(key):
