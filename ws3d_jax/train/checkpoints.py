@@ -1,5 +1,6 @@
 """A run's checkpoints: the last N periodic ones and the best one by the task's metric (orbax),
-what a rerun of a finished run finds, and the state another run's checkpoint starts from."""
+each with the checksums of its arrays (checksums.py), what a rerun of a finished run finds, and
+the state another run's checkpoint starts from."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ import logging
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from ws3d_jax import hosts
+from ws3d_jax.train import checksums
+
+
+class CheckpointDoesNotFit(ValueError):
+  """A readable checkpoint of another model (other shapes): never damage, never set aside."""
 
 
 class Checkpoints:
@@ -16,6 +25,7 @@ class Checkpoints:
 
   def __init__(self, workdir: Path, keep: int, metric: str):
     self.metric = metric
+    self.unverified = set()  # steps restored from a checkpoint without checksums (older ws3d-jax)
     self.latest = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
                                         options=ocp.CheckpointManagerOptions(max_to_keep=keep))
     self.best = ocp.CheckpointManager((workdir / 'checkpoints_best').absolute(),
@@ -30,11 +40,13 @@ class Checkpoints:
     return self.latest.latest_step()
 
   def save(self, step: int, state) -> None:
+    _write_checksums(self.latest, step, state)
     self.latest.save(step, args=ocp.args.StandardSave(state))
 
   def save_best(self, step: int, state, value: float) -> None:
     """Keeps ``state`` if ``value`` of the metric is the best so far (once per step)."""
     if step not in self.best.all_steps():
+      _write_checksums(self.best, step, state)
       self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
 
   def wait_until_finished(self) -> None:
@@ -47,7 +59,9 @@ class Checkpoints:
     written, a damaged disk) is moved aside, said so, and the one before it is tried."""
     for step in sorted(self.latest.all_steps(), reverse=True):
       try:
-        restored = self.latest.restore(step, args=ocp.args.StandardRestore(state))
+        restored = self._restore(self.latest, step, state)
+      except CheckpointDoesNotFit:
+        raise
       except Exception as e:  # noqa: BLE001  (orbax raises many kinds for a damaged step)
         if jax.process_count() > 1:
           # The processes can fail differently inside orbax (seen: one a JSONDecodeError, the other
@@ -59,11 +73,27 @@ class Checkpoints:
                            'start the run again.') from None
         self._set_aside(step, e)
         continue
-      logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
+      logging.info('resumed from the checkpoint of step %d in %s%s', step, self.latest.directory,
+                   ' (it has no checksums: unverified)' if step in self.unverified else '')
       return restored, step
     if init_from:
       return init_from_run(init_from, init_step, state)
+    logging.info('no checkpoint yet in %s: starting at step 1', self.latest.directory)
     return state, 0
+
+  def _restore(self, manager, step: int, state):
+    """The state of ``step``, checked: shapes against ``state`` (CheckpointDoesNotFit), values
+    against the checksums written with it (ChecksumMismatch)."""
+    mismatch = shape_mismatch(manager, step, state)
+    if mismatch:
+      raise CheckpointDoesNotFit(
+          f'the checkpoint of step {step} in {manager.directory} was written by another model ({mismatch}); '
+          'it is not damaged and stays where it is. Train this config in a new --workdir, or run with the '
+          'config the checkpoint was trained with (<workdir>/config_train.json).')
+    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    if not checksums.verify(Path(manager.directory), step, restored):
+      self.unverified.add(step)
+    return restored
 
   def restore_for_eval(self, which: str, state):
     """(state, step) of checkpoint ``which``: 'best' (else the latest), 'latest', or a step."""
@@ -73,7 +103,9 @@ class Checkpoints:
     if step is None:
       raise FileNotFoundError(f'no checkpoint to evaluate in {self.latest.directory}; train first (--mode=train)')
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(state)), step
+      return self._restore(manager, step, state), step
+    except CheckpointDoesNotFit:
+      raise
     except Exception as e:  # noqa: BLE001
       raise ValueError(f'the checkpoint of step {step} in {manager.directory} cannot be read ({_first_line(e)}); '
                        f'evaluate another one with --config.eval.checkpoint=STEP (there are '
@@ -84,9 +116,36 @@ class Checkpoints:
     damaged = directory.parent / f'{directory.name}_damaged' / str(step)
     damaged.parent.mkdir(exist_ok=True)
     (directory / str(step)).replace(damaged)
+    checksums.set_aside(directory, step, damaged)
     self.latest.reload()
     logging.warning('the checkpoint of step %d in %s cannot be read (%s): moved it to %s; trying the one before it',
                     step, directory, _first_line(error), damaged)
+
+
+def _write_checksums(manager, step: int, state) -> None:
+  if hosts.writes_outputs():
+    checksums.write(Path(manager.directory), step, state, manager.all_steps())
+
+
+def shape_mismatch(manager, step: int, state) -> str | None:
+  """'params/x: (3, 4) in the checkpoint, (3, 8) here' for the first array whose shape differs
+  between the checkpoint's record of its arrays and ``state``, or None (also when the record
+  cannot be read: that is the restore's to report, as damage)."""
+  try:
+    metadata = ocp.StandardCheckpointHandler().metadata(Path(manager.directory) / str(step) / 'default')
+  except Exception:  # noqa: BLE001
+    return None
+  tree = getattr(metadata, 'tree', metadata)
+  if tree is None:
+    return None
+  saved = {checksums.path_name(p): tuple(v.shape) for p, v in
+           jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]}
+  here = {checksums.path_name(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+  for name in sorted(saved.keys() | here.keys()):
+    if saved.get(name) != here.get(name):
+      a, b = saved.get(name, 'absent'), here.get(name, 'absent')
+      return f'{name}: {a} in the checkpoint, {b} here'
+  return None
 
 
 def _first_line(error: Exception) -> str:
@@ -116,10 +175,15 @@ def init_from_run(workdir: str, step: int, state):
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
                             f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
+  mismatch = shape_mismatch(manager, step, state)
+  if mismatch:
+    raise CheckpointDoesNotFit(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this '
+                               f'model (another backbone, width or number of classes?): {mismatch}')
   try:
     restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    checksums.verify(directory, step, restored)
   except (ValueError, KeyError) as e:
-    raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this model '
-                     f'(another backbone, width or number of classes?): {str(e).splitlines()[0]}') from None
+    raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} cannot be used: '
+                     f'{_first_line(e)}') from None
   logging.info('initialised from step %d of %s', step, directory)
   return restored, step

@@ -22,7 +22,7 @@ from clu import metric_writers
 from ws3d_jax import files, hosts
 from ws3d_jax.data import pipeline, sources
 from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.train import boundary, checks, evaluate, fit, memory_maps, setup, tasks
+from ws3d_jax.train import boundary, checks, config_changes, evaluate, fit, memory_maps, setup, tasks
 from ws3d_jax.train.checkpoints import Checkpoints, completed_metrics
 
 LOGGED_TERMS = ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight')
@@ -40,12 +40,13 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
         ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
     memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
-    if first_process:
-      (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
-    writer = make_writer(workdir / 'tensorboard')
-    data = sources.load_experiment(config, workdir)
     task = tasks.get(config.task)
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, task.metric)
+    config_changes.check(workdir, config, mode, checkpoints.latest_step() is not None)
+    if first_process:
+      files.write_text(workdir / f'config_{mode}.json', config.to_json_best_effort(indent=2))  # what this run used
+    writer = make_writer(workdir / 'tensorboard')
+    data = sources.load_experiment(config, workdir)
     if mode == 'train':
       done = completed_metrics(workdir, checkpoints, setup.total_steps(config, data)[0])
       if done is not None:
