@@ -37,10 +37,23 @@ class Loop:
   eval_every: int = 0  # 0: no evaluation during training
 
 
+# A run diverges when the median of its last DIVERGED_WINDOW logged losses is DIVERGED_FACTOR times
+# its first logged loss (the first step of this process: a resumed run compares with its own), or
+# 1 where that was smaller (a run resumed late starts low, and the unlabeled terms then switch on).
+# Seen: optim.lr=1e4 gave losses of 6e8 and an exit 0; a healthy run never grows 100x.
+DIVERGED_FACTOR, DIVERGED_WINDOW = 100.0, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+  state: object  # the final state, on the host
+  diverged_at: int | None  # the log step at which the divergence rule first held
+
+
 def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, rng, writer, schedule, start: int = 0,
-        checkpoints=None, evaluate: Callable | None = None, before_step: Callable | None = None):
+        checkpoints=None, evaluate: Callable | None = None, before_step: Callable | None = None) -> Fitted:
   """Trains ``state`` (on the host) from step ``start`` to ``loop.total_steps`` on the batches of
-  ``stream``; returns the final state on the host.
+  ``stream``; returns the final state on the host and where the loss diverged, if it did.
 
   checkpoints: with ``save(step, state)``, ``latest_step()``, ``wait_until_finished()`` and
       ``directory``: saved every ``loop.checkpoint_every`` steps, at the last step and before
@@ -55,6 +68,7 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
   timer = progress.StepTimer(loop.name, start, loop.total_steps)
   compiles = progress.Compiles(loop.compile_name)
   t0, points, done = time.time(), 0, 0
+  losses, diverged_at = [], None
   with progress.Activity.current().doing(timer.status):
     for step in range(start + 1, loop.total_steps + 1):
       batch = next(stream)
@@ -83,6 +97,12 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
         writer.write_scalars(step, {loop.scalar_prefix + k: v for k, v in scalars.items()})
         log_step(loop, step, scalars, f'first step, compile included: {progress.duration(elapsed)}'
                  if step == start + 1 else timer.speed())
+        losses.append(scalars['loss'])
+        if diverged_at is None and diverging(losses):
+          diverged_at = step
+          logging.warning('%s: the loss has grown to %.3g at step %d, %.0fx its first logged value %.3g: the run is '
+                          'diverging (marked so in eval/metrics.json). Lower optim.lr or set optim.grad_clip.', loop.name,
+                          scalars['loss'], step, scalars['loss'] / losses[0], losses[0])
         t0, points, done = time.time(), 0, 0
       evaluate_now = evaluate is not None and loop.eval_every and step % loop.eval_every == 0 and not is_last
       saving = checkpoints is not None and (step % loop.checkpoint_every == 0 or is_last or evaluate_now)
@@ -96,7 +116,14 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
           evaluate(step, host_state)
   if checkpoints is not None:
     checkpoints.wait_until_finished()
-  return jax.device_get(jax_utils.unreplicate(state))
+  return Fitted(jax.device_get(jax_utils.unreplicate(state)), diverged_at)
+
+
+def diverging(losses: list) -> bool:
+  """The divergence rule over the logged losses so far (the first one is the reference)."""
+  if len(losses) < 2:
+    return False
+  return float(np.median(losses[1:][-DIVERGED_WINDOW:])) > DIVERGED_FACTOR * max(abs(losses[0]), 1.0)
 
 
 def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
@@ -118,8 +145,11 @@ def stop_if_nonfinite(count: int, step: int, loop: Loop, last_saved: int | None,
     kept = 'This loop keeps no checkpoints.'
   elif last_saved is None:
     kept = f'No checkpoint was written yet ({checkpoints.directory} holds none of this run).'
+  elif last_saved in getattr(checkpoints, 'unverified', ()):
+    kept = (f'The last checkpoint (step {last_saved}) is kept in {checkpoints.directory}; it has no checksums '
+            '(an older ws3d-jax wrote it), so whether it is good is not known.')
   else:
-    kept = f'The last good checkpoint (step {last_saved}) is kept in {checkpoints.directory}.'
+    kept = f'The last good checkpoint (step {last_saved}, its checksums verified) is kept in {checkpoints.directory}.'
   raise FloatingPointError(
       f'{loop.name}: the loss, gradient or update became NaN/inf in {count} step(s) up to step {step}; those updates '
       f'were not applied and training stops here. {kept} Lower optim.lr, set optim.grad_clip, or check the input '

@@ -68,14 +68,15 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
                                   run.batcher, AugmentParams.from_config(config.data.augment), start_step=start,
                                   num_threads=config.data.num_threads, share=hosts.this_process())
-    state = train(run, state, stream, start, data, config, writer, checkpoints)
-    summary = finish(run, state, run.total_steps, data, config, writer, workdir)
+    fitted = train(run, state, stream, start, data, config, writer, checkpoints)
+    state = fitted.state
+    summary = finish(run, state, run.total_steps, data, config, writer, workdir, fitted.diverged_at)
     checkpoints.save_best(run.total_steps, state, summary[task.metric])
     checkpoints.wait_until_finished()
     return summary
 
 
-def train(run: setup.Setup, state, stream, start: int, data, config, writer, checkpoints: Checkpoints):
+def train(run: setup.Setup, state, stream, start: int, data, config, writer, checkpoints: Checkpoints) -> fit.Fitted:
   """The WS3D network from step ``start`` to the end, evaluated every ``train.eval_every`` steps."""
   t, task = config.train, run.task
 
@@ -96,21 +97,27 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
                  writer, run.schedule, start, checkpoints, evaluate_during_training, before_step)
 
 
-def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Path) -> dict:
+def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Path,
+           diverged_at: int | None = None) -> dict:
   """Final evaluation on every evaluation scene: metrics.json, the log table, TensorBoard,
   predictions in the benchmark's official format and coloured .ply files. Every process of a
-  multi-host run evaluates (each on its own devices, with the same parameters); the first writes."""
+  multi-host run evaluates (each on its own devices, with the same parameters); the first writes.
+  A run whose loss diverged (fit.diverging) is marked so in the log line and metrics.json."""
   task, variables = run.task, variables_of(state)
   out = workdir / 'eval' if hosts.writes_outputs() else None
   if out is not None:
     out.mkdir(exist_ok=True)
   summary, conf = evaluate.evaluate(task, variables, data, config, run.batcher.profile, run.eval_model, 0, out)
-  logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), task.format_summary(summary))
+  mark = f' (DIVERGED: the loss grew 100x by step {diverged_at}; these are the numbers of a diverged run)' \
+      if diverged_at is not None else ''
+  logging.info('evaluation at step %d, %d scenes%s:\n%s', step, len(data.eval_scenes), mark,
+               task.format_summary(summary))
   task.write_eval(writer, step, summary, conf, data.class_names)
   if task.point_clouds and config.eval.tensorboard_scenes and out is not None:
     evaluate.write_point_clouds(writer, step, task, variables, data, config, run.batcher.profile, run.eval_model)
   writer.flush()
-  summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names)}
+  summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names),
+             'diverged_at_step': diverged_at}
   if out is not None:
     files.write_json(out / 'metrics.json', summary)
   return summary
