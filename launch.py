@@ -8,6 +8,7 @@ command on every host with --multihost (see docs/training.md).
 """
 import logging as pylogging
 import os
+import shlex
 import sys
 
 from ws3d_jax import cli, progress, runtime
@@ -31,7 +32,7 @@ import jax  # noqa: E402  (after runtime.configure)
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from ws3d_jax.train import trainer  # noqa: E402
+from ws3d_jax.train import interrupts, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Training configuration file.',
                                           lock_config=True)
@@ -87,8 +88,16 @@ def main(argv):
   else:
     logging.get_absl_handler().addFilter(_console_filter)
   progress.Activity.current().watch(logging.get_absl_handler())
+  interrupts.install(multihost=_MULTIHOST.value)
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
+  except interrupts.Interrupted as e:
+    resume = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+    if e.step is None:
+      print(f'{e}; nothing to resume from yet: {resume} starts again', file=sys.stderr)
+    else:
+      print(f'{e}; resume with: {resume}', file=sys.stderr)
+    sys.exit(e.exit_status)
   except Exception as e:  # noqa: BLE001 - one or two lines for a person; --verbose for the traceback
     sys.exit(cli.report(e, VERBOSE))
 

@@ -118,3 +118,16 @@ def test_checksum_records_follow_the_keep_limit(tmp_path):
   # Orbax deletes the oldest when a save finishes; the record of the one it replaced then goes
   # with the next save. Never lost: the record of a save still in flight.
   assert records[-2:] == [6, 8] and set(records) <= {4, 6, 8}
+
+
+def test_a_restore_into_another_dtype_is_not_damage(tmp_path):
+  # orbax casts to the dtype of the state it restores into: the trainer's fresh state holds its
+  # step as int64, the saved one as int32. The same values: verified, not set aside.
+  checkpoints = Checkpoints(tmp_path, keep=3, metric='miou')
+  checkpoints.save(2, _state(2))
+  checkpoints.wait_until_finished()
+  target = {'params': {'w': np.zeros((3, 2), np.float32)}, 'step': np.asarray(0, np.int64)}
+  again = Checkpoints(tmp_path, keep=3, metric='miou')
+  restored, step = again.resume(target)
+  assert step == 2 and int(restored['step']) == 2 and again.unverified == set()
+  assert not (tmp_path / 'checkpoints_damaged').exists()

@@ -29,12 +29,20 @@ def folder_of(directory: Path) -> Path:
   return directory.parent / f'{directory.name}_checksums'
 
 
-def of_state(state) -> dict[str, str]:
-  """{path of the array: 'crc32 dtype shape'} of every array of ``state`` (on the host)."""
+def of_state(state, dtypes: dict | None = None) -> dict[str, str]:
+  """{path of the array: 'crc32 dtype size'} of every array of ``state`` (on the host), each taken
+  in ``dtypes[path]`` where given. The size, not the shape: orbax writes a one-element array as a
+  scalar (the train state's step); shapes are checked on their own (checkpoints.shape_mismatch).
+  The dtype of the record: orbax casts to the dtype of the state it restores into (the step,
+  saved as int32, comes back int64), which changes no value."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-    array = np.ascontiguousarray(np.asarray(leaf))
-    out[path_name(path)] = f'{zlib.crc32(array.view(np.uint8).reshape(-1)):08x} {array.dtype} {list(array.shape)}'
+    name = path_name(path)
+    array = np.asarray(leaf)
+    if dtypes and name in dtypes and str(array.dtype) != dtypes[name]:
+      array = array.astype(dtypes[name])
+    array = np.ascontiguousarray(array)
+    out[name] = f'{zlib.crc32(array.view(np.uint8).reshape(-1)):08x} {array.dtype} {array.size}'
   return out
 
 
@@ -73,11 +81,13 @@ def verify(directory: Path, step: int, state) -> bool:
     expected = json.loads(record.read_text())
   except (OSError, ValueError):
     raise ChecksumMismatch(f'its checksum record {record} cannot be read') from None
-  found = of_state(state)
+  found = of_state(state, {k: v.split()[1] for k, v in expected.items()})
   wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
   if wrong:
+    first = wrong[0]
     raise ChecksumMismatch(f'{len(wrong)} of its {len(expected)} arrays differ from what was saved '
-                           f'({", ".join(wrong[:3])}{", ..." if len(wrong) > 3 else ""})')
+                           f'({", ".join(wrong[:3])}{", ..." if len(wrong) > 3 else ""}; {first}: crc32, dtype, size '
+                           f'{expected.get(first, "absent")} saved, {found.get(first, "absent")} read)')
   return True
 
 

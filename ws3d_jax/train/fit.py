@@ -19,7 +19,7 @@ import numpy as np
 from flax import jax_utils
 
 from ws3d_jax import progress, sparse
-from ws3d_jax.train import steps
+from ws3d_jax.train import interrupts, steps
 from ws3d_jax.train.batching import device_arrays
 
 
@@ -69,8 +69,12 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
   compiles = progress.Compiles(loop.compile_name)
   t0, points, done = time.time(), 0, 0
   losses, diverged_at = [], None
+  multihost = jax.process_count() > 1
   with progress.Activity.current().doing(timer.status):
     for step in range(start + 1, loop.total_steps + 1):
+      signum = interrupts.requested(step, multihost)
+      if signum is not None:
+        stop_on_signal(signum, step - 1, state, int(nonfinite), loop, last_saved, checkpoints)
       batch = next(stream)
       if before_step is not None:
         batch = before_step(state, step, batch)
@@ -124,6 +128,20 @@ def diverging(losses: list) -> bool:
   if len(losses) < 2:
     return False
   return float(np.median(losses[1:][-DIVERGED_WINDOW:])) > DIVERGED_FACTOR * max(abs(losses[0]), 1.0)
+
+
+def stop_on_signal(signum: int, step: int, state, nonfinite: int, loop: Loop, last_saved: int | None,
+                   checkpoints) -> None:
+  """After step ``step``, on a signal: a checkpoint of that step (where the loop keeps them and it
+  has none yet), then ``Interrupted``."""
+  saved = last_saved
+  if checkpoints is not None and step > 0 and last_saved != step:
+    stop_if_nonfinite(nonfinite, step, loop, last_saved, checkpoints)
+    checkpoints.save(step, jax.device_get(jax_utils.unreplicate(state)))
+    saved = step
+  if checkpoints is not None:
+    checkpoints.wait_until_finished()
+  raise interrupts.Interrupted(signum, saved, checkpoints.directory if checkpoints is not None else None)
 
 
 def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
