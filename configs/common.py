@@ -126,6 +126,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.steps = 0  # > 0 overrides epochs
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
+  c.train.checkpoint_minutes = 5.0  # also a checkpoint at the first logged step this long after the last (0: off)
   c.train.keep_checkpoints = 3
   c.train.eval_every = 5000  # 0: only at the end
   c.train.init_from = ''  # a workdir (typically the sup_only run of the same split) to continue from

@@ -161,3 +161,17 @@ def test_a_diverging_run_is_marked_on_the_console_and_in_its_metrics(tmp_path, c
       summary['diverged_at_step']
   assert any('the run is diverging' in m for m in messages)
   assert any(m.startswith('evaluation at step 6') and 'DIVERGED' in m for m in messages)
+
+
+def test_checkpoints_by_wall_time_and_a_fresh_start_said(tmp_path, caplog):
+  # checkpoint_every beyond the run: only the wall-time rule (and the last step) save.
+  config = tiny(synthetic_config.get_config('smoke,sup_only'))
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.train.steps, config.train.log_every, config.train.checkpoint_every = 6, 1, 1000
+  config.train.checkpoint_minutes = 1e-6
+  with caplog.at_level(logging.INFO):
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert any(m.getMessage().startswith('no checkpoint yet in ') and m.getMessage().endswith('starting at step 1')
+             for m in caplog.records)
+  steps = sorted(int(p.stem) for p in (tmp_path / 'run' / 'checkpoints_checksums').glob('*.json'))
+  assert steps[-1] == 6 and len(steps) >= 2  # a save at a logged step before the end

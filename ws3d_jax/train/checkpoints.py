@@ -3,8 +3,12 @@ each with the checksums of its arrays (checksums.py), what a rerun of a finished
 the state another run's checkpoint starts from."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import re
+import shutil
 from pathlib import Path
 
 import jax
@@ -17,6 +21,11 @@ from ws3d_jax.train import checksums
 
 class CheckpointDoesNotFit(ValueError):
   """A readable checkpoint of another model (other shapes): never damage, never set aside."""
+
+
+class CheckpointSaveFailed(OSError):
+  """A save that did not complete (a full disk, a folder that became unwritable); the checkpoints
+  written before it are intact (orbax writes to a temporary folder and renames it when done)."""
 
 
 class Checkpoints:
@@ -40,18 +49,38 @@ class Checkpoints:
     return self.latest.latest_step()
 
   def save(self, step: int, state) -> None:
-    _write_checksums(self.latest, step, state)
-    self.latest.save(step, args=ocp.args.StandardSave(state))
+    with self._saving(self.latest, step):
+      _write_checksums(self.latest, step, state)
+      self.latest.save(step, args=ocp.args.StandardSave(state))
 
   def save_best(self, step: int, state, value: float) -> None:
     """Keeps ``state`` if ``value`` of the metric is the best so far (once per step)."""
     if step not in self.best.all_steps():
-      _write_checksums(self.best, step, state)
-      self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
+      with self._saving(self.best, step):
+        _write_checksums(self.best, step, state)
+        self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
 
   def wait_until_finished(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    for manager in (self.latest, self.best):
+      with self._saving(manager, None):
+        manager.wait_until_finished()
+        manager.check_for_errors()
+
+  def check_for_errors(self) -> None:
+    """Raises CheckpointSaveFailed if a save running in the background has failed (cheap: the
+    training loop asks at every logged step, so a full disk stops the run within seconds)."""
+    for manager in (self.latest, self.best):
+      with self._saving(manager, None):
+        manager.check_for_errors()
+
+  @contextlib.contextmanager
+  def _saving(self, manager, step: int | None):
+    try:
+      yield
+    except CheckpointSaveFailed:
+      raise
+    except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise ValueError, OSError, ...)
+      raise save_failed(Path(manager.directory), step, e, self.latest.latest_step()) from None
 
   def resume(self, state, init_from: str = '', init_step: int = 0):
     """(state, step) to train on from: this run's latest readable checkpoint, else the checkpoint
@@ -120,6 +149,30 @@ class Checkpoints:
     self.latest.reload()
     logging.warning('the checkpoint of step %d in %s cannot be read (%s): moved it to %s; trying the one before it',
                     step, directory, _first_line(error), damaged)
+
+
+def save_failed(directory: Path, step: int | None, error: Exception, last_good: int | None) -> CheckpointSaveFailed:
+  """One message: which folder, why (no space, not writable), the space left, what is kept."""
+  text = str(error)
+  if 'No space left' in text or 'os_error_code=\'28\'' in text or getattr(error, 'errno', None) == errno.ENOSPC:
+    why = 'the disk is full'
+  elif any(s in text for s in ('Read-only file system', 'Permission denied')) or \
+      getattr(error, 'errno', None) in (errno.EROFS, errno.EACCES):
+    why = 'the folder cannot be written'
+  else:
+    why = _first_line(error)
+  try:
+    usage = shutil.disk_usage(directory if directory.exists() else directory.parent)
+    space = f'{usage.free / 2**20:.0f} MB free of {usage.total / 2**20:.0f} MB'
+  except OSError:
+    space = 'free space unknown'
+  # A save in the background fails at the next call into orbax: its temporary folder names the step.
+  found = re.search(r'/(\d+)\.orbax-checkpoint-tmp', text)
+  step = int(found.group(1)) if found else step
+  what = f'the checkpoint of step {step}' if step is not None else 'a checkpoint'
+  kept = f'the last complete one is step {last_good}' if last_good is not None else 'none was complete before it'
+  return CheckpointSaveFailed(f'saving {what} in {directory} failed: {why} ({space}); {kept}, intact. Make room (or '
+                              'point --workdir at another disk) and run the same command again to resume.')
 
 
 def _write_checksums(manager, step: int, state) -> None:

@@ -47,6 +47,8 @@ def validate_config(config) -> None:
                      'keeps the batch_size of its WS3D counterpart (the epoch length) and draws labeled_batch scenes')
   if t.steps < 0 or (not t.steps and t.epochs <= 0):
     raise ValueError(f'set train.steps > 0 or train.epochs > 0 (got steps={t.steps}, epochs={t.epochs})')
+  if t.checkpoint_minutes < 0:
+    raise ValueError(f'train.checkpoint_minutes must be >= 0 (0: off), got {t.checkpoint_minutes}')
   for name in ('log_every', 'checkpoint_every', 'keep_checkpoints'):
     if t[name] < 1:
       raise ValueError(f'train.{name} must be at least 1, got {t[name]}')

@@ -34,6 +34,9 @@ class Loop:
   log_every: int
   logged_terms: tuple = ()  # loss terms on the step line besides the loss
   checkpoint_every: int = 0  # 0: the loop keeps no checkpoints
+  # Also a checkpoint at the first logged step this long after the last one (0: off): a run stopped
+  # before its first checkpoint_every (step 100 of the main job is 12 minutes in) loses little.
+  checkpoint_seconds: float = 0.0
   eval_every: int = 0  # 0: no evaluation during training
 
 
@@ -55,7 +58,7 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
   """Trains ``state`` (on the host) from step ``start`` to ``loop.total_steps`` on the batches of
   ``stream``; returns the final state on the host and where the loss diverged, if it did.
 
-  checkpoints: with ``save(step, state)``, ``latest_step()``, ``wait_until_finished()`` and
+  checkpoints: with ``save(step, state)``, ``latest_step()``, ``wait_until_finished()``, ``check_for_errors()`` and
       ``directory``: saved every ``loop.checkpoint_every`` steps, at the last step and before
       every evaluation.
   evaluate: (step, host state), every ``loop.eval_every`` steps but the last (the caller
@@ -70,6 +73,7 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
   t0, points, done = time.time(), 0, 0
   losses, diverged_at = [], None
   multihost = jax.process_count() > 1
+  last_save_time, timed_save = time.time(), False
   with progress.Activity.current().doing(timer.status):
     for step in range(start + 1, loop.total_steps + 1):
       signum = interrupts.requested(step, multihost)
@@ -93,6 +97,11 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
         sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+        if checkpoints is not None:
+          checkpoints.check_for_errors()  # a save in the background that failed stops the run now
+          # Only at the cadence's own steps: the first steps' extra logs are per process (timing).
+          timed_save = loop.checkpoint_seconds > 0 and step % loop.log_every == 0 and time_to_save(
+              time.time() - last_save_time, loop.checkpoint_seconds, multihost)
         stop_if_nonfinite(int(nonfinite), step, loop, last_saved, checkpoints)
         elapsed = time.time() - t0
         scalars = {k: float(v) for k, v in m.items() if k != 'nonfinite'}
@@ -109,13 +118,13 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
                           scalars['loss'], step, scalars['loss'] / losses[0], losses[0])
         t0, points, done = time.time(), 0, 0
       evaluate_now = evaluate is not None and loop.eval_every and step % loop.eval_every == 0 and not is_last
-      saving = checkpoints is not None and (step % loop.checkpoint_every == 0 or is_last or evaluate_now)
+      saving = checkpoints is not None and (step % loop.checkpoint_every == 0 or is_last or evaluate_now or timed_save)
       if saving or evaluate_now:
         stop_if_nonfinite(int(nonfinite), step, loop, last_saved, checkpoints)
         host_state = jax.device_get(jax_utils.unreplicate(state))
         if saving:
           checkpoints.save(step, host_state)
-          last_saved = step
+          last_saved, last_save_time, timed_save = step, time.time(), False
         if evaluate_now:
           evaluate(step, host_state)
   if checkpoints is not None:
@@ -142,6 +151,16 @@ def stop_on_signal(signum: int, step: int, state, nonfinite: int, loop: Loop, la
   if checkpoints is not None:
     checkpoints.wait_until_finished()
   raise interrupts.Interrupted(signum, saved, checkpoints.directory if checkpoints is not None else None)
+
+
+def time_to_save(seconds_since_save: float, every: float, multihost: bool) -> bool:
+  """Whether a checkpoint is due by wall time; in a multi-host run the first process's clock
+  decides for all (their saves are collective: they must agree on the step)."""
+  due = seconds_since_save >= every
+  if multihost:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+  return due
 
 
 def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:

@@ -91,7 +91,8 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
 
   loop = fit.Loop(name='WS3D training', step_label='step', compile_name='the WS3D train step', scalar_prefix='',
                   total_steps=run.total_steps, log_every=t.log_every, logged_terms=LOGGED_TERMS,
-                  checkpoint_every=t.checkpoint_every, eval_every=t.eval_every)
+                  checkpoint_every=t.checkpoint_every, checkpoint_seconds=60 * t.checkpoint_minutes,
+                  eval_every=t.eval_every)
   before_step = task.before_step(config, run.eval_model, run.total_steps) if task.before_step else None
   return fit.fit(loop, state, stream, run.model, run.objective, task.reader, jax.random.PRNGKey(config.seed + 1),
                  writer, run.schedule, start, checkpoints, evaluate_during_training, before_step)
