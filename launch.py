@@ -110,7 +110,11 @@ def main(argv):
 def exit_now(status: int) -> None:
   """Exits without waiting for library threads: after a failed save orbax's background threads
   wait minutes for signals that never come (seen: 5 minutes), and the input pipeline's prefetch
-  threads block on a full queue. Everything of the run that is complete is on disk already."""
+  threads block on a full queue. Everything of the run that is complete is on disk already.
+  Not in a multi-host run: there the first process hosts jax's coordination service, and leaving
+  without its orderly shutdown aborts the other processes before they print their own error."""
+  if jax.process_count() > 1:
+    sys.exit(status)
   logging.flush()
   sys.stdout.flush()
   sys.stderr.flush()
