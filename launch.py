@@ -8,6 +8,7 @@ command on every host with --multihost (see docs/training.md).
 """
 import logging as pylogging
 import os
+import shlex
 import sys
 
 from ws3d_jax import cli, progress, runtime
@@ -31,7 +32,7 @@ import jax  # noqa: E402  (after runtime.configure)
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from ws3d_jax.train import trainer  # noqa: E402
+from ws3d_jax.train import interrupts, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Training configuration file.',
                                           lock_config=True)
@@ -45,14 +46,19 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-host: how ma
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0 .. num_processes - 1.')
 flags.DEFINE_bool('verbose', False, 'The full config, library logs and tracebacks on the console.')
 
-# Library narration kept off the console unless --verbose: orbax's and TFDS's INFO lines, and the
-# two TFDS warnings every build of a configured data set gives (a config named by its fields is
-# "custom"; a folder being built has no dataset_info.json yet). Other warnings pass.
-_QUIET_PATHS = ('/orbax/', '/tensorflow_datasets/')
+# Library narration kept off the console unless --verbose: TFDS's INFO lines and the two warnings
+# every build of a configured data set gives (a config named by its fields is "custom"; a folder
+# being built has no dataset_info.json yet), and everything orbax logs: what matters of it reaches
+# the console as our own one-line messages (a damaged checkpoint set aside, a failed save), while
+# orbax logs one failed save as about 200 lines of tracebacks from its threads.
+_QUIET_PATHS = ('/tensorflow_datasets/',)
+_SILENT_PATHS = ('/orbax/',)
 _EXPECTED_WARNINGS = ('Using custom data configuration', 'has no dataset_info.json')
 
 
 def _console_filter(record) -> bool:
+  if any(p in record.pathname for p in _SILENT_PATHS):
+    return False
   if not any(p in record.pathname for p in _QUIET_PATHS):
     return True
   if record.levelno == pylogging.WARNING:
@@ -87,10 +93,32 @@ def main(argv):
   else:
     logging.get_absl_handler().addFilter(_console_filter)
   progress.Activity.current().watch(logging.get_absl_handler())
+  interrupts.install(multihost=_MULTIHOST.value)
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
+  except interrupts.Interrupted as e:
+    resume = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+    if e.step is None:
+      print(f'{e}; nothing to resume from yet: {resume} starts again', file=sys.stderr)
+    else:
+      print(f'{e}; resume with: {resume}', file=sys.stderr)
+    exit_now(e.exit_status)
   except Exception as e:  # noqa: BLE001 - one or two lines for a person; --verbose for the traceback
-    sys.exit(cli.report(e, VERBOSE))
+    exit_now(cli.report(e, VERBOSE))
+
+
+def exit_now(status: int) -> None:
+  """Exits without waiting for library threads: after a failed save orbax's background threads
+  wait minutes for signals that never come (seen: 5 minutes), and the input pipeline's prefetch
+  threads block on a full queue. Everything of the run that is complete is on disk already.
+  Not in a multi-host run: there the first process hosts jax's coordination service, and leaving
+  without its orderly shutdown aborts the other processes before they print their own error."""
+  if jax.process_count() > 1:
+    sys.exit(status)
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)
 
 
 if __name__ == '__main__':

@@ -126,10 +126,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.steps = 0  # > 0 overrides epochs
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
+  c.train.checkpoint_minutes = 5.0  # also a checkpoint at the first logged step this long after the last (0: off)
   c.train.keep_checkpoints = 3
   c.train.eval_every = 5000  # 0: only at the end
   c.train.init_from = ''  # a workdir (typically the sup_only run of the same split) to continue from
   c.train.init_step = 0  # its checkpoint to start at (0: its latest); the run then continues from that step
+  # A rerun of a workdir stops when its config changes the model, data, split or objective of the
+  # run there; these fields (comma separated, or 'all') are accepted instead (docs/training.md).
+  c.train.resume_changes = ''
 
   c.eval = ml_collections.ConfigDict()
   c.eval.checkpoint = 'best'  # for --mode=eval: 'best', 'latest' or a step

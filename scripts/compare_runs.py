@@ -50,7 +50,12 @@ def main(before: str, after: str) -> int:
       first = min(sa.get(tag, {0: None}))
       checks[f'{tag} at every logged step (first: step {first} = {sa.get(tag, {}).get(first)})'] = same
   ma, mb = (json.loads((d / 'eval' / 'metrics.json').read_text()) for d in (a, b))
-  checks[f'final metrics identical (step {ma["step"]}, mIoU {100 * ma["miou"]:.2f})'] = ma == mb
+  common = sorted(ma.keys() & mb.keys())
+  checks[f'final metrics identical (step {ma["step"]}, mIoU {100 * ma["miou"]:.2f}; {len(common)} fields)'] = all(
+      ma[k] == mb[k] for k in common)
+  for only, run in ((sorted(ma.keys() - mb.keys()), before), (sorted(mb.keys() - ma.keys()), after)):
+    if only:  # a field added (or removed) on purpose, e.g. diverged_at_step: said, not compared
+      print(f'note  metrics.json fields only in {run}: {only}')
   for name, ok in checks.items():
     print(f'{"same" if ok else "DIFFERS"}  {name}')
   return 0 if all(checks.values()) else 1

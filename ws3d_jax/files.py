@@ -87,6 +87,29 @@ def exclusive(workdir: str | os.PathLike, name: str = '.lock'):
       fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def waiting_lock(path: str | os.PathLike, waiting: Callable[[str], None]):
+  """Holds the lock file ``path`` (flock; a killed holder leaves none), waiting for another
+  process that holds it; ``waiting(holder)`` is called once when it has to wait."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'a+') as f:
+    try:
+      fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      waiting(f.read().strip() or 'another process')
+      fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()}: {" ".join(sys.argv)[:200]}\n')
+    f.flush()
+    try:
+      yield path
+    finally:
+      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def check_writable(*folders: str | os.PathLike) -> None:
   """Creates each folder and a file in it, so that a workdir that cannot be written fails now,
   not at the first checkpoint an hour from now."""

@@ -251,3 +251,29 @@ def test_changed_raw_file_is_detected_and_named(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     build.load_or_build('semantic_kitti', out, manual)
   assert 'no record of the raw files' in caplog.text
+
+
+BUILD_ONCE = '''
+import logging
+import sys
+logging.basicConfig(level=logging.INFO)
+from ws3d_jax.data.build import load_or_build
+sources = load_or_build('synthetic', sys.argv[1], config={'num_train': 24, 'num_val': 2, 'num_points': 8000})
+print(len(sources['train']), sorted(sources['train'][i]['scene_id'] for i in range(len(sources['train'])))[0])
+'''
+
+
+@pytest.mark.slow  # two processes build a data set
+def test_two_runs_building_the_same_new_data_set_at_once_both_read_one_build(tmp_path):
+  # TFDS alone failed the second with "FileExistsError: Cannot rename ...incomplete...".
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
+  procs = [subprocess.Popen([sys.executable, '-c', BUILD_ONCE, str(tmp_path)], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-2000:]
+  assert outs[0][0] == outs[1][0] and outs[0][0].startswith('24 ')
+  logs = outs[0][1] + outs[1][1]
+  assert logs.count('built synthetic/') == 1  # one build ...
+  assert 'waiting for it' in logs  # ... the other process waited for it
+  assert len(list((tmp_path / 'synthetic').glob('*/1.0.0'))) == 1

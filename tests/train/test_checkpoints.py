@@ -4,7 +4,7 @@ small state; the fast tier's check of what tests/train/test_end_to_end.py checks
 import numpy as np
 import pytest
 
-from ws3d_jax.train.checkpoints import Checkpoints
+from ws3d_jax.train.checkpoints import CheckpointDoesNotFit, Checkpoints
 
 
 def _state(step: int) -> dict:
@@ -53,3 +53,81 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(tmp
   assert (tmp_path / 'checkpoints_damaged' / '4').is_dir()
   with pytest.raises(ValueError, match='cannot be read'):
     Checkpoints(tmp_path, keep=3, metric='miou').restore_for_eval('4', _state(0))
+
+
+def _large_state(step: int) -> dict:
+  """Arrays large enough that orbax's data file is mostly their values."""
+  rng = np.random.default_rng(step)
+  return {'params': {'w': rng.normal(size=(128, 256)).astype(np.float32)}, 'step': np.asarray(step, np.int32)}
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_random_bytes_in_a_checkpoint_are_damage_not_a_good_state(tmp_path, seed):
+  # 256 random bytes at a random offset of the checkpoint's largest data file, its size
+  # unchanged: orbax itself reads such a file back without complaint (thousands of changed
+  # values); the checksums written with it make it damage, set aside, and the one before it used.
+  checkpoints = Checkpoints(tmp_path, keep=3, metric='miou')
+  for step in (2, 4):
+    checkpoints.save(step, _large_state(step))
+  checkpoints.wait_until_finished()
+  data_files = [p for p in (tmp_path / 'checkpoints' / '4').rglob('*') if p.is_file()]
+  target = max(data_files, key=lambda p: p.stat().st_size)
+  rng = np.random.default_rng(seed)
+  data = bytearray(target.read_bytes())
+  offset = int(rng.integers(0, len(data) - 256))
+  data[offset:offset + 256] = rng.integers(0, 256, 256, dtype=np.uint8).tobytes()
+  target.write_bytes(bytes(data))
+
+  restored, step = Checkpoints(tmp_path, keep=3, metric='miou').resume(_large_state(0))
+  assert step == 2
+  np.testing.assert_array_equal(restored['params']['w'], _large_state(2)['params']['w'])
+  assert (tmp_path / 'checkpoints_damaged' / '4').is_dir()
+  assert (tmp_path / 'checkpoints_damaged' / '4.checksums.json').is_file()
+
+
+def test_a_checkpoint_of_another_model_is_named_and_left_in_place(tmp_path):
+  checkpoints = Checkpoints(tmp_path, keep=3, metric='miou')
+  checkpoints.save(2, _state(2))
+  checkpoints.wait_until_finished()
+  wider = {'params': {'w': np.zeros((3, 4), np.float32)}, 'step': np.asarray(0, np.int32)}
+  with pytest.raises(CheckpointDoesNotFit, match=r'params/w: \(3, 2\) in the checkpoint, \(3, 4\) here'):
+    Checkpoints(tmp_path, keep=3, metric='miou').resume(wider)
+  assert (tmp_path / 'checkpoints' / '2').is_dir() and not (tmp_path / 'checkpoints_damaged').exists()
+  with pytest.raises(CheckpointDoesNotFit):
+    Checkpoints(tmp_path, keep=3, metric='miou').restore_for_eval('latest', wider)
+
+
+def test_a_checkpoint_without_checksums_loads_and_is_marked_unverified(tmp_path):
+  checkpoints = Checkpoints(tmp_path, keep=3, metric='miou')
+  checkpoints.save(2, _state(2))
+  checkpoints.wait_until_finished()
+  for record in (tmp_path / 'checkpoints_checksums').glob('*.json'):
+    record.unlink()  # as a checkpoint written before checksums existed
+  again = Checkpoints(tmp_path, keep=3, metric='miou')
+  restored, step = again.resume(_state(0))
+  _assert_state(restored, 2)
+  assert again.unverified == {2}
+
+
+def test_checksum_records_follow_the_keep_limit(tmp_path):
+  checkpoints = Checkpoints(tmp_path, keep=2, metric='miou')
+  for step in (2, 4, 6, 8):
+    checkpoints.save(step, _state(step))
+  checkpoints.wait_until_finished()
+  records = sorted(int(p.stem) for p in (tmp_path / 'checkpoints_checksums').glob('*.json'))
+  # Orbax deletes the oldest when a save finishes; the record of the one it replaced then goes
+  # with the next save. Never lost: the record of a save still in flight.
+  assert records[-2:] == [6, 8] and set(records) <= {4, 6, 8}
+
+
+def test_a_restore_into_another_dtype_is_not_damage(tmp_path):
+  # orbax casts to the dtype of the state it restores into: the trainer's fresh state holds its
+  # step as int64, the saved one as int32. The same values: verified, not set aside.
+  checkpoints = Checkpoints(tmp_path, keep=3, metric='miou')
+  checkpoints.save(2, _state(2))
+  checkpoints.wait_until_finished()
+  target = {'params': {'w': np.zeros((3, 2), np.float32)}, 'step': np.asarray(0, np.int64)}
+  again = Checkpoints(tmp_path, keep=3, metric='miou')
+  restored, step = again.resume(target)
+  assert step == 2 and int(restored['step']) == 2 and again.unverified == set()
+  assert not (tmp_path / 'checkpoints_damaged').exists()

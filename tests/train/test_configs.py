@@ -69,7 +69,7 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
   with pytest.raises(FileNotFoundError, match='nowhere is not a directory'):
     checks.validate_config(config)
   config = scannet.get_config('sup_only')
-  config.train.unlabeled_batch = 4
+  config.train.unlabeled_batch = 8
   config.loss.w_energy = 1.0
   checks.validate_config(config)
   config.train.unlabeled_batch = 0
@@ -82,6 +82,11 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
     checks.validate_config(config)
   for field, value, message in (('boundary.threshold', 1.5, 'boundary.threshold is a probability'),
                                 ('loss.warmup', 0.95, 'fractions of the steps'),
+                                ('optim.lr', -1.0, 'optim.lr must be positive'),
+                                ('optim.lr', 0.0, 'optim.lr must be positive'),
+                                # one source of truth for the batch: a step draws labeled + unlabeled
+                                ('train.batch_size', 32, r'batch_size=32 but a step draws train.labeled_batch=2 \+ '
+                                 r'train.unlabeled_batch=2 scenes'),
                                 ('train.init_from', str(tmp_path / 'no_run'), 'no_run has no checkpoints/')):
     config = synthetic.get_config('5pct')
     section, name = field.split('.')

@@ -123,9 +123,11 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   assert json.loads((work / 'boundary' / 'manifest.json').read_text())['scenes'] == len(split['unlabeled'])
 
   # A run whose updates go non-finite stops with a message and keeps the last good checkpoint.
+  # (A learning rate changed on resume is refused unless named: train/config_changes.py.)
+  config.train.resume_changes = 'optim.lr'
   config.optim.lr = float('inf')
   config.train.steps = 10
-  with pytest.raises(FloatingPointError, match=r'last good checkpoint \(step 8\)'):
+  with pytest.raises(FloatingPointError, match=r'last good checkpoint \(step 8, its checksums verified\)'):
     trainer.train_and_evaluate(config, str(work))
   assert _steps(work / 'checkpoints')[-1] == 8
   restored = ocp.CheckpointManager((work / 'checkpoints').absolute()).restore(8)
@@ -144,3 +146,32 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   assert any(m.startswith(f'the checkpoint of step 8 in {work / "checkpoints"} cannot be read') for m in messages)
   assert 'resumed from the checkpoint of step 6 in' in '\n'.join(messages)
   assert (work / 'checkpoints_damaged' / '8').is_dir() and _steps(work / 'checkpoints')[-1] == 9
+
+
+def test_a_diverging_run_is_marked_on_the_console_and_in_its_metrics(tmp_path, caplog):
+  # optim.lr=1e4 once trained to exit 0 with losses of 6e8 and nothing said.
+  config = tiny(synthetic_config.get_config('smoke,sup_only'))
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.optim.lr, config.train.log_every = 1e4, 1
+  with caplog.at_level(logging.INFO):
+    summary = trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  messages = [r.getMessage() for r in caplog.records]
+  assert summary['diverged_at_step'] is not None
+  assert json.loads((tmp_path / 'run' / 'eval' / 'metrics.json').read_text())['diverged_at_step'] == \
+      summary['diverged_at_step']
+  assert any('the run is diverging' in m for m in messages)
+  assert any(m.startswith('evaluation at step 6') and 'DIVERGED' in m for m in messages)
+
+
+def test_checkpoints_by_wall_time_and_a_fresh_start_said(tmp_path, caplog):
+  # checkpoint_every beyond the run: only the wall-time rule (and the last step) save.
+  config = tiny(synthetic_config.get_config('smoke,sup_only'))
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.train.steps, config.train.log_every, config.train.checkpoint_every = 6, 1, 1000
+  config.train.checkpoint_minutes = 1e-6
+  with caplog.at_level(logging.INFO):
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert any(m.getMessage().startswith('no checkpoint yet in ') and m.getMessage().endswith('starting at step 1')
+             for m in caplog.records)
+  steps = sorted(int(p.stem) for p in (tmp_path / 'run' / 'checkpoints_checksums').glob('*.json'))
+  assert steps[-1] == 6 and len(steps) >= 2  # a save at a logged step before the end

@@ -156,50 +156,63 @@ def load_or_build(name: str, data_dir: str | os.PathLike,
     ValueError (BadSceneError) naming the scene and file when a scene is bad and the config
     does not skip bad scenes; the data set is then left unbuilt.
   """
-  import tensorflow_datasets as tfds
   name = datasets.canonical_name(name)
   builder = make_builder(name, data_dir, config)
-  if builder.is_prepared():
-    check_raw_unchanged(name, Path(builder.data_path), manual_dir)
-    log.info('reading %s/%s from %s', name, builder.builder_config.name, builder.data_path)
-  else:
-    needs_manual = bool(builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    if needs_manual and manual_dir is None:
-      raise FileNotFoundError(
-          f'{name} ({builder.builder_config.name}) is not built in {builder.data_path}; '
-          f'pass manual_dir, the download holding {datasets.get(name).layout or "the raw files"}, to build it')
-    kwargs = {}
-    if manual_dir is not None:
-      manual = Path(manual_dir).expanduser()
-      if not manual.is_dir():
-        raise FileNotFoundError(f'{name}: manual_dir {manual} is not a directory; it should hold '
-                                f'{datasets.get(name).layout or "the raw files"}')
-      kwargs['manual_dir'] = os.fspath(manual)
-    if beam or beam_options is not None or beam_runner is not None:
-      beam_lib = tfds.core.lazy_imports.apache_beam
-      pipeline_options = beam_lib.options.pipeline_options
-      if beam_options is None or isinstance(beam_options, (list, tuple)):
-        beam_options = pipeline_options.PipelineOptions(list(beam_options or []))
-      if beam_runner is None and beam_options.view_as(
-          pipeline_options.StandardOptions).runner is None:
-        # Beam's DirectRunner (2.7x) first tries the Prism runner, which downloads a binary
-        # from GitHub, and falls back to the in-process FnApiRunner; go there directly.
-        beam_runner = LOCAL_BEAM_RUNNER
-      kwargs.update(beam_options=beam_options, beam_runner=beam_runner)
-    log.info('building %s/%s in %s%s', name, builder.builder_config.name, builder.data_path,
-             ' with Apache Beam' if 'beam_options' in kwargs else '')
-    t0 = time.monotonic()
-    # TFDS prints its own banner ("Downloading and preparing dataset Unknown size") and tqdm bars
-    # to the terminal, which turn into escape codes in a log file; the line above and the
-    # reminders of progress.Activity say the same in the log.
-    tfds.disable_progress_bar()
-    with contextlib.redirect_stdout(io.StringIO()), progress.Activity.current().doing(
-        f'building {name}/{builder.builder_config.name} in {builder.data_path}'):
-      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(**kwargs))
-    log.info('built %s/%s in %s', name, builder.builder_config.name, progress.duration(time.monotonic() - t0))
-    if manual_dir is not None:
-      write_raw_fingerprint(Path(builder.data_path), Path(manual_dir).expanduser())
+  if not builder.is_prepared():
+    # Two runs that need the same new data set: the second waits for the first's build and reads
+    # it (TFDS alone fails the second with "FileExistsError: Cannot rename ...incomplete...").
+    lock = Path(data_dir).expanduser() / f'.build-{name}-{builder.builder_config.name}.lock'
+    with files.waiting_lock(lock, lambda holder: log.info(
+        'another process is building %s/%s in %s (%s): waiting for it', name, builder.builder_config.name,
+        builder.data_path, holder)):
+      builder = make_builder(name, data_dir, config)  # asks the disk again: built while we waited?
+      if not builder.is_prepared():
+        _build(builder, name, manual_dir, beam, beam_options, beam_runner)
+        return read_built(builder.data_path, raw=raw)
+  check_raw_unchanged(name, Path(builder.data_path), manual_dir)
+  log.info('reading %s/%s from %s', name, builder.builder_config.name, builder.data_path)
   return read_built(builder.data_path, raw=raw)
+
+
+def _build(builder, name: str, manual_dir, beam: bool, beam_options, beam_runner) -> None:
+  """Builds the data set of ``builder`` (the caller holds the build lock)."""
+  import tensorflow_datasets as tfds
+  needs_manual = bool(builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
+  if needs_manual and manual_dir is None:
+    raise FileNotFoundError(
+        f'{name} ({builder.builder_config.name}) is not built in {builder.data_path}; '
+        f'pass manual_dir, the download holding {datasets.get(name).layout or "the raw files"}, to build it')
+  kwargs = {}
+  if manual_dir is not None:
+    manual = Path(manual_dir).expanduser()
+    if not manual.is_dir():
+      raise FileNotFoundError(f'{name}: manual_dir {manual} is not a directory; it should hold '
+                              f'{datasets.get(name).layout or "the raw files"}')
+    kwargs['manual_dir'] = os.fspath(manual)
+  if beam or beam_options is not None or beam_runner is not None:
+    beam_lib = tfds.core.lazy_imports.apache_beam
+    pipeline_options = beam_lib.options.pipeline_options
+    if beam_options is None or isinstance(beam_options, (list, tuple)):
+      beam_options = pipeline_options.PipelineOptions(list(beam_options or []))
+    if beam_runner is None and beam_options.view_as(
+        pipeline_options.StandardOptions).runner is None:
+      # Beam's DirectRunner (2.7x) first tries the Prism runner, which downloads a binary
+      # from GitHub, and falls back to the in-process FnApiRunner; go there directly.
+      beam_runner = LOCAL_BEAM_RUNNER
+    kwargs.update(beam_options=beam_options, beam_runner=beam_runner)
+  log.info('building %s/%s in %s%s', name, builder.builder_config.name, builder.data_path,
+           ' with Apache Beam' if 'beam_options' in kwargs else '')
+  t0 = time.monotonic()
+  # TFDS prints its own banner ("Downloading and preparing dataset Unknown size") and tqdm bars
+  # to the terminal, which turn into escape codes in a log file; the line above and the
+  # reminders of progress.Activity say the same in the log.
+  tfds.disable_progress_bar()
+  with contextlib.redirect_stdout(io.StringIO()), progress.Activity.current().doing(
+      f'building {name}/{builder.builder_config.name} in {builder.data_path}'):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(**kwargs))
+  log.info('built %s/%s in %s', name, builder.builder_config.name, progress.duration(time.monotonic() - t0))
+  if manual_dir is not None:
+    write_raw_fingerprint(Path(builder.data_path), Path(manual_dir).expanduser())
 
 
 # --- which raw files a build came from ------------------------------------------------------------

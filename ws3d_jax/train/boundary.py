@@ -143,7 +143,7 @@ def train_boundary_net(config, data, writer):
                   compile_name="the boundary network's train step", scalar_prefix='boundary/', total_steps=b.steps,
                   log_every=config.train.log_every)
   state = fit.fit(loop, state, stream, model, BoundaryObjective(alpha=b.focal_alpha), READER,
-                  jax.random.PRNGKey(config.seed + 8), writer, schedule)
+                  jax.random.PRNGKey(config.seed + 8), writer, schedule).state
   return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
 
 

@@ -1,13 +1,31 @@
 """A run's checkpoints: the last N periodic ones and the best one by the task's metric (orbax),
-what a rerun of a finished run finds, and the state another run's checkpoint starts from."""
+each with the checksums of its arrays (checksums.py), what a rerun of a finished run finds, and
+the state another run's checkpoint starts from."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import re
+import shutil
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from ws3d_jax import hosts
+from ws3d_jax.train import checksums
+
+
+class CheckpointDoesNotFit(ValueError):
+  """A readable checkpoint of another model (other shapes): never damage, never set aside."""
+
+
+class CheckpointSaveFailed(OSError):
+  """A save that did not complete (a full disk, a folder that became unwritable); the checkpoints
+  written before it are intact (orbax writes to a temporary folder and renames it when done)."""
 
 
 class Checkpoints:
@@ -16,6 +34,7 @@ class Checkpoints:
 
   def __init__(self, workdir: Path, keep: int, metric: str):
     self.metric = metric
+    self.unverified = set()  # steps restored from a checkpoint without checksums (older ws3d-jax)
     self.latest = ocp.CheckpointManager((workdir / 'checkpoints').absolute(),
                                         options=ocp.CheckpointManagerOptions(max_to_keep=keep))
     self.best = ocp.CheckpointManager((workdir / 'checkpoints_best').absolute(),
@@ -30,16 +49,38 @@ class Checkpoints:
     return self.latest.latest_step()
 
   def save(self, step: int, state) -> None:
-    self.latest.save(step, args=ocp.args.StandardSave(state))
+    with self._saving(self.latest, step):
+      _write_checksums(self.latest, step, state)
+      self.latest.save(step, args=ocp.args.StandardSave(state))
 
   def save_best(self, step: int, state, value: float) -> None:
     """Keeps ``state`` if ``value`` of the metric is the best so far (once per step)."""
     if step not in self.best.all_steps():
-      self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
+      with self._saving(self.best, step):
+        _write_checksums(self.best, step, state)
+        self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
 
   def wait_until_finished(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    for manager in (self.latest, self.best):
+      with self._saving(manager, None):
+        manager.wait_until_finished()
+        manager.check_for_errors()
+
+  def check_for_errors(self) -> None:
+    """Raises CheckpointSaveFailed if a save running in the background has failed (cheap: the
+    training loop asks at every logged step, so a full disk stops the run within seconds)."""
+    for manager in (self.latest, self.best):
+      with self._saving(manager, None):
+        manager.check_for_errors()
+
+  @contextlib.contextmanager
+  def _saving(self, manager, step: int | None):
+    try:
+      yield
+    except CheckpointSaveFailed:
+      raise
+    except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise ValueError, OSError, ...)
+      raise save_failed(Path(manager.directory), step, e, self.latest.latest_step()) from None
 
   def resume(self, state, init_from: str = '', init_step: int = 0):
     """(state, step) to train on from: this run's latest readable checkpoint, else the checkpoint
@@ -47,7 +88,9 @@ class Checkpoints:
     written, a damaged disk) is moved aside, said so, and the one before it is tried."""
     for step in sorted(self.latest.all_steps(), reverse=True):
       try:
-        restored = self.latest.restore(step, args=ocp.args.StandardRestore(state))
+        restored = self._restore(self.latest, step, state)
+      except CheckpointDoesNotFit:
+        raise
       except Exception as e:  # noqa: BLE001  (orbax raises many kinds for a damaged step)
         if jax.process_count() > 1:
           # The processes can fail differently inside orbax (seen: one a JSONDecodeError, the other
@@ -59,11 +102,27 @@ class Checkpoints:
                            'start the run again.') from None
         self._set_aside(step, e)
         continue
-      logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
+      logging.info('resumed from the checkpoint of step %d in %s%s', step, self.latest.directory,
+                   ' (it has no checksums: unverified)' if step in self.unverified else '')
       return restored, step
     if init_from:
       return init_from_run(init_from, init_step, state)
+    logging.info('no checkpoint yet in %s: starting at step 1', self.latest.directory)
     return state, 0
+
+  def _restore(self, manager, step: int, state):
+    """The state of ``step``, checked: shapes against ``state`` (CheckpointDoesNotFit), values
+    against the checksums written with it (ChecksumMismatch)."""
+    mismatch = shape_mismatch(manager, step, state)
+    if mismatch:
+      raise CheckpointDoesNotFit(
+          f'the checkpoint of step {step} in {manager.directory} was written by another model ({mismatch}); '
+          'it is not damaged and stays where it is. Train this config in a new --workdir, or run with the '
+          'config the checkpoint was trained with (<workdir>/config_train.json).')
+    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    if not checksums.verify(Path(manager.directory), step, restored):
+      self.unverified.add(step)
+    return restored
 
   def restore_for_eval(self, which: str, state):
     """(state, step) of checkpoint ``which``: 'best' (else the latest), 'latest', or a step."""
@@ -73,7 +132,9 @@ class Checkpoints:
     if step is None:
       raise FileNotFoundError(f'no checkpoint to evaluate in {self.latest.directory}; train first (--mode=train)')
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(state)), step
+      return self._restore(manager, step, state), step
+    except CheckpointDoesNotFit:
+      raise
     except Exception as e:  # noqa: BLE001
       raise ValueError(f'the checkpoint of step {step} in {manager.directory} cannot be read ({_first_line(e)}); '
                        f'evaluate another one with --config.eval.checkpoint=STEP (there are '
@@ -84,9 +145,60 @@ class Checkpoints:
     damaged = directory.parent / f'{directory.name}_damaged' / str(step)
     damaged.parent.mkdir(exist_ok=True)
     (directory / str(step)).replace(damaged)
+    checksums.set_aside(directory, step, damaged)
     self.latest.reload()
     logging.warning('the checkpoint of step %d in %s cannot be read (%s): moved it to %s; trying the one before it',
                     step, directory, _first_line(error), damaged)
+
+
+def save_failed(directory: Path, step: int | None, error: Exception, last_good: int | None) -> CheckpointSaveFailed:
+  """One message: which folder, why (no space, not writable), the space left, what is kept."""
+  text = str(error)
+  if 'No space left' in text or 'os_error_code=\'28\'' in text or getattr(error, 'errno', None) == errno.ENOSPC:
+    why = 'the disk is full'
+  elif any(s in text for s in ('Read-only file system', 'Permission denied')) or \
+      getattr(error, 'errno', None) in (errno.EROFS, errno.EACCES):
+    why = 'the folder cannot be written'
+  else:
+    why = _first_line(error)
+  try:
+    usage = shutil.disk_usage(directory if directory.exists() else directory.parent)
+    space = f'{usage.free / 2**20:.0f} MB free of {usage.total / 2**20:.0f} MB'
+  except OSError:
+    space = 'free space unknown'
+  # A save in the background fails at the next call into orbax: its temporary folder names the step.
+  found = re.search(r'/(\d+)\.orbax-checkpoint-tmp', text)
+  step = int(found.group(1)) if found else step
+  what = f'the checkpoint of step {step}' if step is not None else 'a checkpoint'
+  kept = f'the last complete one is step {last_good}' if last_good is not None else 'none was complete before it'
+  return CheckpointSaveFailed(f'saving {what} in {directory} failed: {why} ({space}); {kept}, intact. Make room (or '
+                              'point --workdir at another disk) and run the same command again to resume.')
+
+
+def _write_checksums(manager, step: int, state) -> None:
+  if hosts.writes_outputs():
+    checksums.write(Path(manager.directory), step, state, manager.all_steps())
+
+
+def shape_mismatch(manager, step: int, state) -> str | None:
+  """'params/x: (3, 4) in the checkpoint, (3, 8) here' for the first array whose shape differs
+  between the checkpoint's record of its arrays and ``state``, or None (also when the record
+  cannot be read: that is the restore's to report, as damage)."""
+  try:
+    metadata = ocp.StandardCheckpointHandler().metadata(Path(manager.directory) / str(step) / 'default')
+  except Exception:  # noqa: BLE001
+    return None
+  tree = getattr(metadata, 'tree', metadata)
+  if tree is None:
+    return None
+  saved = {checksums.path_name(p): tuple(v.shape) for p, v in
+           jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]}
+  here = {checksums.path_name(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+  for name in sorted(saved.keys() | here.keys()):
+    if saved.get(name) != here.get(name):
+      a, b = saved.get(name, 'absent'), here.get(name, 'absent')
+      return f'{name}: {a} in the checkpoint, {b} here'
+  return None
 
 
 def _first_line(error: Exception) -> str:
@@ -116,10 +228,15 @@ def init_from_run(workdir: str, step: int, state):
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
                             f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
+  mismatch = shape_mismatch(manager, step, state)
+  if mismatch:
+    raise CheckpointDoesNotFit(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this '
+                               f'model (another backbone, width or number of classes?): {mismatch}')
   try:
     restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    checksums.verify(directory, step, restored)
   except (ValueError, KeyError) as e:
-    raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this model '
-                     f'(another backbone, width or number of classes?): {str(e).splitlines()[0]}') from None
+    raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} cannot be used: '
+                     f'{_first_line(e)}') from None
   logging.info('initialised from step %d of %s', step, directory)
   return restored, step

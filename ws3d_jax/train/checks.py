@@ -26,6 +26,8 @@ def validate_config(config) -> None:
     raise ValueError(f'data.voxel_size must be positive, got {d.voxel_size}')
   if t.batch_size < 1:
     raise ValueError(f'train.batch_size must be at least 1, got {t.batch_size}')
+  if not config.optim.lr > 0:
+    raise ValueError(f'optim.lr must be positive, got {config.optim.lr} (a negative rate climbs the loss)')
   if t.labeled_batch < 1:
     raise ValueError(f'train.labeled_batch must be at least 1, got {t.labeled_batch}')
   if t.unlabeled_batch < 0:
@@ -36,8 +38,17 @@ def validate_config(config) -> None:
   if t.unlabeled_batch and not (l.w_energy or (l.w_contrast and l.region_contrast)):
     raise ValueError(f'train.unlabeled_batch={t.unlabeled_batch} but no loss trains on unlabeled scenes (a sup_only '
                      'run): they would only cost time and shift the BatchNorm statistics; set train.unlabeled_batch=0')
+  if t.unlabeled_batch and t.batch_size != t.labeled_batch + t.unlabeled_batch:
+    # A step draws labeled_batch + unlabeled_batch scenes; batch_size only sets the epoch length.
+    raise ValueError(f'train.batch_size={t.batch_size} but a step draws train.labeled_batch={t.labeled_batch} + '
+                     f'train.unlabeled_batch={t.unlabeled_batch} scenes; set those two (batch_size is their sum)')
+  if t.batch_size < t.labeled_batch:
+    raise ValueError(f'train.batch_size={t.batch_size} is below train.labeled_batch={t.labeled_batch}; a sup_only run '
+                     'keeps the batch_size of its WS3D counterpart (the epoch length) and draws labeled_batch scenes')
   if t.steps < 0 or (not t.steps and t.epochs <= 0):
     raise ValueError(f'set train.steps > 0 or train.epochs > 0 (got steps={t.steps}, epochs={t.epochs})')
+  if t.checkpoint_minutes < 0:
+    raise ValueError(f'train.checkpoint_minutes must be >= 0 (0: off), got {t.checkpoint_minutes}')
   for name in ('log_every', 'checkpoint_every', 'keep_checkpoints'):
     if t[name] < 1:
       raise ValueError(f'train.{name} must be at least 1, got {t[name]}')

@@ -19,7 +19,7 @@ import numpy as np
 from flax import jax_utils
 
 from ws3d_jax import progress, sparse
-from ws3d_jax.train import steps
+from ws3d_jax.train import interrupts, steps
 from ws3d_jax.train.batching import device_arrays
 
 
@@ -34,15 +34,31 @@ class Loop:
   log_every: int
   logged_terms: tuple = ()  # loss terms on the step line besides the loss
   checkpoint_every: int = 0  # 0: the loop keeps no checkpoints
+  # Also a checkpoint at the first logged step this long after the last one (0: off): a run stopped
+  # before its first checkpoint_every (step 100 of the main job is 12 minutes in) loses little.
+  checkpoint_seconds: float = 0.0
   eval_every: int = 0  # 0: no evaluation during training
 
 
-def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, rng, writer, schedule, start: int = 0,
-        checkpoints=None, evaluate: Callable | None = None, before_step: Callable | None = None):
-  """Trains ``state`` (on the host) from step ``start`` to ``loop.total_steps`` on the batches of
-  ``stream``; returns the final state on the host.
+# A run diverges when the median of its last DIVERGED_WINDOW logged losses is DIVERGED_FACTOR times
+# its first logged loss (the first step of this process: a resumed run compares with its own), or
+# 1 where that was smaller (a run resumed late starts low, and the unlabeled terms then switch on).
+# Seen: optim.lr=1e4 gave losses of 6e8 and an exit 0; a healthy run never grows 100x.
+DIVERGED_FACTOR, DIVERGED_WINDOW = 100.0, 3
 
-  checkpoints: with ``save(step, state)``, ``latest_step()``, ``wait_until_finished()`` and
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+  state: object  # the final state, on the host
+  diverged_at: int | None  # the log step at which the divergence rule first held
+
+
+def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, rng, writer, schedule, start: int = 0,
+        checkpoints=None, evaluate: Callable | None = None, before_step: Callable | None = None) -> Fitted:
+  """Trains ``state`` (on the host) from step ``start`` to ``loop.total_steps`` on the batches of
+  ``stream``; returns the final state on the host and where the loss diverged, if it did.
+
+  checkpoints: with ``save(step, state)``, ``latest_step()``, ``wait_until_finished()``, ``check_for_errors()`` and
       ``directory``: saved every ``loop.checkpoint_every`` steps, at the last step and before
       every evaluation.
   evaluate: (step, host state), every ``loop.eval_every`` steps but the last (the caller
@@ -55,8 +71,14 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
   timer = progress.StepTimer(loop.name, start, loop.total_steps)
   compiles = progress.Compiles(loop.compile_name)
   t0, points, done = time.time(), 0, 0
+  losses, diverged_at = [], None
+  multihost = jax.process_count() > 1
+  last_save_time, timed_save = time.time(), False
   with progress.Activity.current().doing(timer.status):
     for step in range(start + 1, loop.total_steps + 1):
+      signum = interrupts.requested(step, multihost)
+      if signum is not None:
+        stop_on_signal(signum, step - 1, state, int(nonfinite), loop, last_saved, checkpoints)
       batch = next(stream)
       if before_step is not None:
         batch = before_step(state, step, batch)
@@ -75,6 +97,11 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
         sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+        if checkpoints is not None:
+          checkpoints.check_for_errors()  # a save in the background that failed stops the run now
+          # Only at the cadence's own steps: the first steps' extra logs are per process (timing).
+          timed_save = loop.checkpoint_seconds > 0 and step % loop.log_every == 0 and time_to_save(
+              time.time() - last_save_time, loop.checkpoint_seconds, multihost)
         stop_if_nonfinite(int(nonfinite), step, loop, last_saved, checkpoints)
         elapsed = time.time() - t0
         scalars = {k: float(v) for k, v in m.items() if k != 'nonfinite'}
@@ -83,20 +110,57 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
         writer.write_scalars(step, {loop.scalar_prefix + k: v for k, v in scalars.items()})
         log_step(loop, step, scalars, f'first step, compile included: {progress.duration(elapsed)}'
                  if step == start + 1 else timer.speed())
+        losses.append(scalars['loss'])
+        if diverged_at is None and diverging(losses):
+          diverged_at = step
+          logging.warning('%s: the loss has grown to %.3g at step %d, %.0fx its first logged value %.3g: the run is '
+                          'diverging (marked so in eval/metrics.json). Lower optim.lr or set optim.grad_clip.', loop.name,
+                          scalars['loss'], step, scalars['loss'] / losses[0], losses[0])
         t0, points, done = time.time(), 0, 0
       evaluate_now = evaluate is not None and loop.eval_every and step % loop.eval_every == 0 and not is_last
-      saving = checkpoints is not None and (step % loop.checkpoint_every == 0 or is_last or evaluate_now)
+      saving = checkpoints is not None and (step % loop.checkpoint_every == 0 or is_last or evaluate_now or timed_save)
       if saving or evaluate_now:
         stop_if_nonfinite(int(nonfinite), step, loop, last_saved, checkpoints)
         host_state = jax.device_get(jax_utils.unreplicate(state))
         if saving:
           checkpoints.save(step, host_state)
-          last_saved = step
+          last_saved, last_save_time, timed_save = step, time.time(), False
         if evaluate_now:
           evaluate(step, host_state)
   if checkpoints is not None:
     checkpoints.wait_until_finished()
-  return jax.device_get(jax_utils.unreplicate(state))
+  return Fitted(jax.device_get(jax_utils.unreplicate(state)), diverged_at)
+
+
+def diverging(losses: list) -> bool:
+  """The divergence rule over the logged losses so far (the first one is the reference)."""
+  if len(losses) < 2:
+    return False
+  return float(np.median(losses[1:][-DIVERGED_WINDOW:])) > DIVERGED_FACTOR * max(abs(losses[0]), 1.0)
+
+
+def stop_on_signal(signum: int, step: int, state, nonfinite: int, loop: Loop, last_saved: int | None,
+                   checkpoints) -> None:
+  """After step ``step``, on a signal: a checkpoint of that step (where the loop keeps them and it
+  has none yet), then ``Interrupted``."""
+  saved = last_saved
+  if checkpoints is not None and step > 0 and last_saved != step:
+    stop_if_nonfinite(nonfinite, step, loop, last_saved, checkpoints)
+    checkpoints.save(step, jax.device_get(jax_utils.unreplicate(state)))
+    saved = step
+  if checkpoints is not None:
+    checkpoints.wait_until_finished()
+  raise interrupts.Interrupted(signum, saved, checkpoints.directory if checkpoints is not None else None)
+
+
+def time_to_save(seconds_since_save: float, every: float, multihost: bool) -> bool:
+  """Whether a checkpoint is due by wall time; in a multi-host run the first process's clock
+  decides for all (their saves are collective: they must agree on the step)."""
+  due = seconds_since_save >= every
+  if multihost:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+  return due
 
 
 def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
@@ -118,8 +182,11 @@ def stop_if_nonfinite(count: int, step: int, loop: Loop, last_saved: int | None,
     kept = 'This loop keeps no checkpoints.'
   elif last_saved is None:
     kept = f'No checkpoint was written yet ({checkpoints.directory} holds none of this run).'
+  elif last_saved in getattr(checkpoints, 'unverified', ()):
+    kept = (f'The last checkpoint (step {last_saved}) is kept in {checkpoints.directory}; it has no checksums '
+            '(an older ws3d-jax wrote it), so whether it is good is not known.')
   else:
-    kept = f'The last good checkpoint (step {last_saved}) is kept in {checkpoints.directory}.'
+    kept = f'The last good checkpoint (step {last_saved}, its checksums verified) is kept in {checkpoints.directory}.'
   raise FloatingPointError(
       f'{loop.name}: the loss, gradient or update became NaN/inf in {count} step(s) up to step {step}; those updates '
       f'were not applied and training stops here. {kept} Lower optim.lr, set optim.grad_clip, or check the input '

@@ -22,7 +22,7 @@ from clu import metric_writers
 from ws3d_jax import files, hosts
 from ws3d_jax.data import pipeline, sources
 from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.train import boundary, checks, evaluate, fit, memory_maps, setup, tasks
+from ws3d_jax.train import boundary, checks, config_changes, evaluate, fit, memory_maps, setup, tasks
 from ws3d_jax.train.checkpoints import Checkpoints, completed_metrics
 
 LOGGED_TERMS = ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight')
@@ -40,12 +40,13 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
         ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
     memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
-    if first_process:
-      (workdir / f'config_{mode}.json').write_text(config.to_json_best_effort(indent=2))  # what this run used
-    writer = make_writer(workdir / 'tensorboard')
-    data = sources.load_experiment(config, workdir)
     task = tasks.get(config.task)
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, task.metric)
+    config_changes.check(workdir, config, mode, checkpoints.latest_step() is not None)
+    if first_process:
+      files.write_text(workdir / f'config_{mode}.json', config.to_json_best_effort(indent=2))  # what this run used
+    writer = make_writer(workdir / 'tensorboard')
+    data = sources.load_experiment(config, workdir)
     if mode == 'train':
       done = completed_metrics(workdir, checkpoints, setup.total_steps(config, data)[0])
       if done is not None:
@@ -67,14 +68,15 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
     stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
                                   run.batcher, AugmentParams.from_config(config.data.augment), start_step=start,
                                   num_threads=config.data.num_threads, share=hosts.this_process())
-    state = train(run, state, stream, start, data, config, writer, checkpoints)
-    summary = finish(run, state, run.total_steps, data, config, writer, workdir)
+    fitted = train(run, state, stream, start, data, config, writer, checkpoints)
+    state = fitted.state
+    summary = finish(run, state, run.total_steps, data, config, writer, workdir, fitted.diverged_at)
     checkpoints.save_best(run.total_steps, state, summary[task.metric])
     checkpoints.wait_until_finished()
     return summary
 
 
-def train(run: setup.Setup, state, stream, start: int, data, config, writer, checkpoints: Checkpoints):
+def train(run: setup.Setup, state, stream, start: int, data, config, writer, checkpoints: Checkpoints) -> fit.Fitted:
   """The WS3D network from step ``start`` to the end, evaluated every ``train.eval_every`` steps."""
   t, task = config.train, run.task
 
@@ -89,27 +91,34 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
 
   loop = fit.Loop(name='WS3D training', step_label='step', compile_name='the WS3D train step', scalar_prefix='',
                   total_steps=run.total_steps, log_every=t.log_every, logged_terms=LOGGED_TERMS,
-                  checkpoint_every=t.checkpoint_every, eval_every=t.eval_every)
+                  checkpoint_every=t.checkpoint_every, checkpoint_seconds=60 * t.checkpoint_minutes,
+                  eval_every=t.eval_every)
   before_step = task.before_step(config, run.eval_model, run.total_steps) if task.before_step else None
   return fit.fit(loop, state, stream, run.model, run.objective, task.reader, jax.random.PRNGKey(config.seed + 1),
                  writer, run.schedule, start, checkpoints, evaluate_during_training, before_step)
 
 
-def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Path) -> dict:
+def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Path,
+           diverged_at: int | None = None) -> dict:
   """Final evaluation on every evaluation scene: metrics.json, the log table, TensorBoard,
   predictions in the benchmark's official format and coloured .ply files. Every process of a
-  multi-host run evaluates (each on its own devices, with the same parameters); the first writes."""
+  multi-host run evaluates (each on its own devices, with the same parameters); the first writes.
+  A run whose loss diverged (fit.diverging) is marked so in the log line and metrics.json."""
   task, variables = run.task, variables_of(state)
   out = workdir / 'eval' if hosts.writes_outputs() else None
   if out is not None:
     out.mkdir(exist_ok=True)
   summary, conf = evaluate.evaluate(task, variables, data, config, run.batcher.profile, run.eval_model, 0, out)
-  logging.info('evaluation at step %d, %d scenes:\n%s', step, len(data.eval_scenes), task.format_summary(summary))
+  mark = f' (DIVERGED: the loss grew 100x by step {diverged_at}; these are the numbers of a diverged run)' \
+      if diverged_at is not None else ''
+  logging.info('evaluation at step %d, %d scenes%s:\n%s', step, len(data.eval_scenes), mark,
+               task.format_summary(summary))
   task.write_eval(writer, step, summary, conf, data.class_names)
   if task.point_clouds and config.eval.tensorboard_scenes and out is not None:
     evaluate.write_point_clouds(writer, step, task, variables, data, config, run.batcher.profile, run.eval_model)
   writer.flush()
-  summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names)}
+  summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names),
+             'diverged_at_step': diverged_at}
   if out is not None:
     files.write_json(out / 'metrics.json', summary)
   return summary
