@@ -67,39 +67,33 @@ def exclusive(workdir: str | os.PathLike, name: str = '.lock'):
   lives fails at once with the holder's pid and command. The lock is the kernel's (flock), so a
   killed process leaves none behind; the file itself stays and is harmless. (The processes of
   one multi-host run each take their own ``name``.)"""
-  path = Path(workdir) / name
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path, 'a+') as f:
-    try:
-      fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      holder = f.read().strip() or 'another process'
-      raise WorkdirInUse(f'{workdir} is in use by another live run ({holder}); two runs in one workdir would overwrite '
-                         'each other\'s checkpoints and events. Wait for it, or pass another --workdir.') from None
-    f.seek(0)
-    f.truncate()
-    f.write(f'pid {os.getpid()}: {" ".join(sys.argv)[:200]}\n')
-    f.flush()
-    try:
-      yield path
-    finally:
-      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+  def busy(holder: str) -> bool:
+    raise WorkdirInUse(f'{workdir} is in use by another live run ({holder}); two runs in one workdir would overwrite '
+                       'each other\'s checkpoints and events. Wait for it, or pass another --workdir.')
+  with _flock(Path(workdir) / name, busy) as path:
+    yield path
 
 
 @contextlib.contextmanager
 def waiting_lock(path: str | os.PathLike, waiting: Callable[[str], None]):
   """Holds the lock file ``path`` (flock; a killed holder leaves none), waiting for another
   process that holds it; ``waiting(holder)`` is called once when it has to wait."""
-  path = Path(path)
+  with _flock(Path(path), lambda holder: waiting(holder) or True) as held:
+    yield held
+
+
+@contextlib.contextmanager
+def _flock(path: Path, busy: Callable[[str], bool]):
+  """The lock file ``path``, holding this process's pid and command. When another process holds
+  it, ``busy(its pid and command)`` raises, or returns True to wait for it."""
   path.parent.mkdir(parents=True, exist_ok=True)
   with open(path, 'a+') as f:
     try:
       fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       f.seek(0)
-      waiting(f.read().strip() or 'another process')
-      fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+      if busy(f.read().strip() or 'another process'):
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
     f.seek(0)
     f.truncate()
     f.write(f'pid {os.getpid()}: {" ".join(sys.argv)[:200]}\n')
