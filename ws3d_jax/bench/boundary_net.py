@@ -1,0 +1,95 @@
+"""The boundary network alone, at the label-efficiency benchmark's scale: how good are its points?
+
+    python -m ws3d_jax.bench.boundary_net --variant=steps600 [--ratio=5 --seed=0 --room_seed=0]
+        [--results=docs/results/boundary/room0]
+
+Trains the boundary network of one benchmark split (ratio, seed) with the variant's settings
+and reports, on the validation rooms (never trained on): precision, recall and F1 at the
+threshold the run chooses (the F1-maximising one on the labeled scenes), and the best F1 any
+threshold reaches there (the oracle), which tells a weak network from a badly placed threshold.
+One small JSON record per variant under --results. Variants are named settings of
+``config.boundary`` (VARIANTS below); choose on room seed 0 only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+VARIANTS = {
+    'base': {},  # the benchmark's: 150 steps, width 0.25, minkunet14, batch 8
+    'steps600': {'steps': 600},
+    'steps1500': {'steps': 1500},
+    'width05_steps600': {'width_scale': 0.5, 'steps': 600},
+    'alpha0_steps600': {'focal_alpha': 0.0, 'steps': 600},
+}
+
+
+def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path) -> dict:
+  import numpy as np  # noqa: PLC0415
+  from clu import metric_writers  # noqa: PLC0415
+
+  from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
+  from ws3d_jax.constants import IGNORE_LABEL  # noqa: PLC0415
+  from ws3d_jax.data import sources  # noqa: PLC0415
+  from ws3d_jax.train import boundary  # noqa: PLC0415
+  from ws3d_jax.train.evaluate import scene_logits  # noqa: PLC0415
+
+  config = le.run_config(ratio, 'ws3d', seed, le.FULL, room_seed)
+  for key, value in VARIANTS[variant].items():
+    config.boundary[key] = value
+  config.boundary.quality_scenes = config.data.num_val
+  data = sources.load_experiment(config, workdir)
+  t0 = time.time()
+  variables, model, profile = boundary.train_boundary_net(config, data, metric_writers.MultiWriter([]))
+  train_seconds = time.time() - t0
+  predict = lambda scene: scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
+  threshold = boundary.decision_threshold(config.boundary.threshold, predict, data.labeled)
+  quality = boundary.boundary_quality(predict, threshold, data, config)
+  logits, truth = [], []
+  for i in range(len(data.eval_scenes)):
+    scene = data.eval_scenes[i]
+    known = scene['semantic'] != IGNORE_LABEL
+    logits.append(predict(scene)[known])
+    truth.append(np.asarray(scene['boundary'], bool)[known])
+  logits, truth = np.concatenate(logits), np.concatenate(truth)
+  oracle = boundary.f1_threshold(logits, truth)
+  pred = logits > oracle
+  tp = int((pred & truth).sum())
+  best_f1 = 2 * tp / max(int(pred.sum()) + int(truth.sum()), 1)
+  return {'variant': variant, 'settings': config.boundary.to_dict(), 'ratio': ratio, 'seed': seed,
+          'room_seed': room_seed, 'labeled_scenes': len(data.labeled), 'val_scenes': len(data.eval_scenes),
+          'at_chosen_threshold': quality, 'oracle_threshold_logit': oracle, 'oracle_f1': best_f1,
+          'train_seconds': train_seconds}
+
+
+def main(argv):
+  del argv
+  from absl import flags  # noqa: PLC0415
+
+  from ws3d_jax import files  # noqa: PLC0415
+  from ws3d_jax.bench.label_efficiency import commit_record, configure_xla  # noqa: PLC0415
+  f = flags.FLAGS
+  configure_xla()
+  from ws3d_jax import runtime  # noqa: PLC0415
+  runtime.configure()
+  record = study(f.variant, f.ratio, f.seed, f.room_seed, Path(f.out) / f'r{f.ratio}_s{f.seed}_room{f.room_seed}')
+  logging.info('%s', json.dumps(record))
+  print(json.dumps({k: record[k] for k in ('variant', 'oracle_f1', 'at_chosen_threshold')}, indent=1))
+  if f.results:
+    path = Path(f.results) / f'{f.variant}__r{f.ratio}_s{f.seed}_room{f.room_seed}.json'
+    files.write_json(path, record)
+    commit_record(path, f'boundary network {f.variant}')
+
+
+if __name__ == '__main__':
+  from absl import app, flags
+
+  flags.DEFINE_enum('variant', 'base', list(VARIANTS), 'Settings of config.boundary to study.')
+  flags.DEFINE_integer('ratio', 5, 'Label ratio (percent) of the benchmark split.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the split and the run.')
+  flags.DEFINE_integer('room_seed', 0, 'Room seed offset (0: the rooms choices are made on).')
+  flags.DEFINE_string('out', 'runs/boundary_net', 'Workdir root (the split files).')
+  flags.DEFINE_string('results', '', 'A folder for the JSON record of the variant (committed).')
+  app.run(main)
