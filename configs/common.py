@@ -87,6 +87,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.boundary.threshold = 0.0  # 0: the F1-maximising threshold on the labeled scenes; else a fixed probability
   c.boundary.cache_dir = ''  # default <workdir>/boundary
   c.boundary.quality_scenes = 8  # evaluation scenes its precision / recall are logged on
+  # A workdir (typically the sup_only run of the split) whose checkpoint of boundary.init_step (0:
+  # its latest) initialises the boundary network: every layer of the main network's backbone with
+  # the boundary network's name and shape (all but the classifier when the backbones agree).
+  c.boundary.init_from = ''
+  c.boundary.init_step = 0
 
   c.loss = ml_collections.ConfigDict()
   c.loss.w_ce = 1.0

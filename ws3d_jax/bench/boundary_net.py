@@ -12,13 +12,17 @@ One small JSON record per variant under --results. Variants are named settings o
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 
+# 'SUP_ONLY': the sup_only run of the split in --le_out, at its warm-up step (where WS3D starts).
 VARIANTS = {
-    'base': {},  # the benchmark's: 150 steps, width 0.25, minkunet14, batch 8
+    'base': {},  # the benchmark's: 150 steps, minkunet14 at width 0.25 (the main network's), batch 2
+    'init_sup': {'init_from': 'SUP_ONLY'},
+    'init_sup_steps600': {'init_from': 'SUP_ONLY', 'steps': 600},
     'steps600': {'steps': 600},
     'steps1500': {'steps': 1500},
     'width05_steps600': {'width_scale': 0.5, 'steps': 600},
@@ -26,7 +30,7 @@ VARIANTS = {
 }
 
 
-def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path) -> dict:
+def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le_out: Path) -> dict:
   import numpy as np  # noqa: PLC0415
   from clu import metric_writers  # noqa: PLC0415
 
@@ -39,6 +43,10 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path) ->
   config = le.run_config(ratio, 'ws3d', seed, le.FULL, room_seed)
   for key, value in VARIANTS[variant].items():
     config.boundary[key] = value
+  if config.boundary.init_from == 'SUP_ONLY':
+    settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
+    config.boundary.init_from = str(le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / 'sup_only')
+    config.boundary.init_step = le.warmup_step(config)
   config.boundary.quality_scenes = config.data.num_val
   data = sources.load_experiment(config, workdir)
   t0 = time.time()
@@ -74,7 +82,8 @@ def main(argv):
   configure_xla()
   from ws3d_jax import runtime  # noqa: PLC0415
   runtime.configure()
-  record = study(f.variant, f.ratio, f.seed, f.room_seed, Path(f.out) / f'r{f.ratio}_s{f.seed}_room{f.room_seed}')
+  record = study(f.variant, f.ratio, f.seed, f.room_seed, Path(f.out) / f'r{f.ratio}_s{f.seed}_room{f.room_seed}',
+                 Path(f.le_out))
   logging.info('%s', json.dumps(record))
   print(json.dumps({k: record[k] for k in ('variant', 'oracle_f1', 'at_chosen_threshold')}, indent=1))
   if f.results:
@@ -92,4 +101,5 @@ if __name__ == '__main__':
   flags.DEFINE_integer('room_seed', 0, 'Room seed offset (0: the rooms choices are made on).')
   flags.DEFINE_string('out', 'runs/boundary_net', 'Workdir root (the split files).')
   flags.DEFINE_string('results', '', 'A folder for the JSON record of the variant (committed).')
+  flags.DEFINE_string('le_out', 'runs/le_room0', "The label-efficiency benchmark's --out (its sup_only runs).")
   app.run(main)

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import ml_collections
 from clu import metric_writers
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from ws3d_jax import files, hosts, progress
 from ws3d_jax.constants import IGNORE_LABEL
@@ -54,6 +55,9 @@ class BoundaryTargets:
 def fingerprint(config, data) -> str:
   # Where the cache lives and how many scenes its quality is reported on do not change the points.
   network = {k: v for k, v in config.boundary.to_dict().items() if k not in ('cache_dir', 'quality_scenes')}
+  if not network.get('init_from'):  # not set: the fingerprint of the caches written before the field existed
+    network.pop('init_from', None)
+    network.pop('init_step', None)
   settings = {'split': data.fingerprint, 'data': config.data.name, 'voxel_size': config.data.voxel_size,
               'boundary': network, 'seed': config.seed}
   return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -137,6 +141,8 @@ def train_boundary_net(config, data, writer):
                            num_levels=model.spec.num_levels)
   tx, schedule = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
   state = initial_state(config.seed + 7, model, tx, batcher, elements, "the boundary network's")
+  if b.init_from:
+    state = from_main_backbone(state, b.init_from, b.init_step)
   stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
                                     num_threads=config.data.num_threads, share=share)
   loop = fit.Loop(name='boundary network', step_label='boundary network step',
@@ -145,6 +151,37 @@ def train_boundary_net(config, data, writer):
   state = fit.fit(loop, state, stream, model, BoundaryObjective(alpha=b.focal_alpha), READER,
                   jax.random.PRNGKey(config.seed + 8), writer, schedule).state
   return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
+
+
+def from_main_backbone(state, workdir: str, step: int):
+  """``state`` with every parameter and BatchNorm statistic that the backbone of another run's
+  checkpoint (``<workdir>/checkpoints/<step>``, 0: the latest) has under the same name and shape;
+  the rest (the one-logit classifier) keep their initialisation. The optimiser starts afresh."""
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+  directory = (Path(workdir) / 'checkpoints').absolute()
+  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
+  step = step or manager.latest_step()
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f'boundary.init_from: no checkpoint of step {step} in {directory} '
+                            f'(it has {sorted(manager.all_steps())})')
+  saved = manager.restore(step)
+  taken, kept = 0, 0
+  out = {}
+  for collection in ('params', 'batch_stats'):
+    source = flatten_dict(saved[collection].get('backbone', {}))
+    flat = flatten_dict(getattr(state, collection))
+    for path, value in flat.items():
+      if path in source and np.shape(source[path]) == np.shape(value):
+        flat[path], taken = np.asarray(source[path], np.asarray(value).dtype), taken + 1
+      else:
+        kept += 1
+    out[collection] = unflatten_dict(flat)
+  if not taken:
+    raise ValueError(f'boundary.init_from: the checkpoint of step {step} in {directory} has no backbone layer of the '
+                     'boundary network\'s names and shapes (set boundary.backbone and width_scale as model.*)')
+  logging.info('boundary network initialised from the backbone of step %d in %s: %d arrays taken, %d kept (the '
+               'classifier)', step, directory, taken, kept)
+  return state.replace(params=out['params'], batch_stats=out['batch_stats'])
 
 
 def decision_threshold(probability: float, predict, labeled) -> float:

@@ -73,6 +73,10 @@ def validate_config(config) -> None:
   if t.init_from and not (Path(t.init_from) / 'checkpoints').is_dir():
     raise FileNotFoundError(f'train.init_from={t.init_from} has no checkpoints/ folder; point it at the workdir of a '
                             'finished run (typically the sup_only run of the same split)')
+  b = config.boundary
+  if b.init_from and not (Path(b.init_from) / 'checkpoints').is_dir():
+    raise FileNotFoundError(f'boundary.init_from={b.init_from} has no checkpoints/ folder; point it at the workdir of '
+                            'a run of the same backbone (typically the sup_only run of the same split)')
   if config.task == 'instance':
     validate_instance(config)
 
