@@ -72,6 +72,45 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le
           'train_seconds': train_seconds}
 
 
+def semantic_reference(ratio: int, seed: int, room_seed: int, arm: str, workdir: Path, le_out: Path) -> dict:
+  """What the boundary rule gives on the validation rooms when applied to a finished benchmark
+  run's predicted labels (``arm``: 'sup_only' or 'ws3d', its final checkpoint): how good boundary
+  points can be, knowing the classes as well as that network does."""
+  import numpy as np  # noqa: PLC0415
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+
+  from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
+  from ws3d_jax.constants import IGNORE_LABEL  # noqa: PLC0415
+  from ws3d_jax.data import sources  # noqa: PLC0415
+  from ws3d_jax.geometry.boundary import label_boundaries  # noqa: PLC0415
+  from ws3d_jax.train import parts  # noqa: PLC0415
+  from ws3d_jax.train.batching import fitted_batcher, sample_elements  # noqa: PLC0415
+  from ws3d_jax.train.evaluate import scene_logits  # noqa: PLC0415
+
+  config = le.run_config(ratio, arm, seed, le.FULL, room_seed)
+  settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
+  run = le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / arm
+  data = sources.load_experiment(config, workdir)
+  model = parts.make_model(config, len(data.class_names), bn_axis=None)
+  manager = ocp.CheckpointManager((run / 'checkpoints').absolute(), item_handlers=ocp.StandardCheckpointHandler())
+  state = manager.restore(config.train.steps)
+  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+  profile = fitted_batcher(config, sample_elements(data, config)).profile
+  tp = fp = fn = 0
+  for i in range(len(data.eval_scenes)):
+    scene = data.eval_scenes[i]
+    predicted = scene_logits(variables, scene, config.data.voxel_size, profile, model).argmax(-1)
+    known = scene['semantic'] != IGNORE_LABEL
+    pred = label_boundaries(scene['xyz'], np.where(known, predicted, IGNORE_LABEL), IGNORE_LABEL)[known]
+    truth = np.asarray(scene['boundary'], bool)[known]
+    tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth).sum())
+  precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+  return {'variant': f'semantic_reference_{arm}', 'run': str(run), 'ratio': ratio, 'seed': seed,
+          'room_seed': room_seed, 'val_scenes': len(data.eval_scenes),
+          'at_chosen_threshold': {'precision': precision, 'recall': recall,
+                                  'f1': 2 * precision * recall / max(precision + recall, 1e-12)}}
+
+
 def main(argv):
   del argv
   from absl import flags  # noqa: PLC0415
@@ -82,10 +121,14 @@ def main(argv):
   configure_xla()
   from ws3d_jax import runtime  # noqa: PLC0415
   runtime.configure()
-  record = study(f.variant, f.ratio, f.seed, f.room_seed, Path(f.out) / f'r{f.ratio}_s{f.seed}_room{f.room_seed}',
-                 Path(f.le_out))
+  workdir = Path(f.out) / f'r{f.ratio}_s{f.seed}_room{f.room_seed}'
+  if f.variant.startswith('semantic_reference_'):
+    arm = f.variant[len('semantic_reference_'):]
+    record = semantic_reference(f.ratio, f.seed, f.room_seed, arm, workdir, Path(f.le_out))
+  else:
+    record = study(f.variant, f.ratio, f.seed, f.room_seed, workdir, Path(f.le_out))
   logging.info('%s', json.dumps(record))
-  print(json.dumps({k: record[k] for k in ('variant', 'oracle_f1', 'at_chosen_threshold')}, indent=1))
+  print(json.dumps({k: record.get(k) for k in ('variant', 'oracle_f1', 'at_chosen_threshold')}, indent=1))
   if f.results:
     path = Path(f.results) / f'{f.variant}__r{f.ratio}_s{f.seed}_room{f.room_seed}.json'
     files.write_json(path, record)
@@ -95,7 +138,9 @@ def main(argv):
 if __name__ == '__main__':
   from absl import app, flags
 
-  flags.DEFINE_enum('variant', 'base', list(VARIANTS), 'Settings of config.boundary to study.')
+  flags.DEFINE_enum('variant', 'base', list(VARIANTS) + ['semantic_reference_sup_only', 'semantic_reference_ws3d'],
+                    'Settings of config.boundary to study; semantic_reference_<arm>: the boundary rule applied '
+                    "to a finished benchmark run's predicted labels.")
   flags.DEFINE_integer('ratio', 5, 'Label ratio (percent) of the benchmark split.')
   flags.DEFINE_integer('seed', 0, 'Seed of the split and the run.')
   flags.DEFINE_integer('room_seed', 0, 'Room seed offset (0: the rooms choices are made on).')
