@@ -80,6 +80,12 @@ def test_summary_mean_std_and_the_win_rule():
   runs['k5']['metric'] = 0.75  # a wide spread: the gain no longer beats twice the larger std
   row = le.summarize(runs)['g']['5pct']
   assert not row['wins']
+  del runs['k5']  # seeds 0, 1, 2 against 0, 1: not judged until both arms have the same seeds
+  row = le.summarize(runs)['g']['5pct']
+  assert 'gain' in row and 'wins' not in row
+  assert 'pending (seeds 3 / 2)' in le.markdown({'settings': {'room_seed': 0, 'scale': {'num_train': 1, 'num_val': 1,
+                                                 'steps': 1}, 'metric': 'miou', 'command': 'c'},
+                                                 'summary': le.summarize(runs), 'runs': {}})
 
 
 def test_a_record_is_committed_alone(tmp_path, monkeypatch):

@@ -245,7 +245,11 @@ def summarize(runs: dict) -> dict:
           arm['std'] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
       if all(a in ratio for a in ARMS):
         ratio['gain'] = ratio['ws3d']['mean'] - ratio['sup_only']['mean']
-        ratio['wins'] = bool(ratio['gain'] >= 2 and ratio['gain'] > 2 * max(ratio['ws3d']['std'], ratio['sup_only']['std']))
+        # The rule is judged on the same seeds in both arms, two at least (a std of one is 0);
+        # until then the row says which seeds are in (a benchmark still running).
+        if sorted(ratio['ws3d']['seeds']) == sorted(ratio['sup_only']['seeds']) and len(ratio['ws3d']['seeds']) > 1:
+          ratio['wins'] = bool(ratio['gain'] >= 2 and
+                               ratio['gain'] > 2 * max(ratio['ws3d']['std'], ratio['sup_only']['std']))
   return out
 
 
@@ -262,7 +266,8 @@ def markdown(report: dict) -> str:
       row = ratios[ratio]
       cell = lambda a: (f"{row[a]['mean']:.1f} ± {row[a]['std']:.1f} (n={len(row[a]['values'])})" if a in row else '')
       gain = f"{row['gain']:+.1f}" if 'gain' in row else ''
-      wins = ('yes' if row['wins'] else 'no') if 'wins' in row else ''
+      wins = ('yes' if row['wins'] else 'no') if 'wins' in row else (
+          f"pending (seeds {len(row['sup_only']['seeds'])} / {len(row['ws3d']['seeds'])})" if 'gain' in row else '')
       lines.append(f'| {ratio} | {cell("sup_only")} | {cell("ws3d")} | {gain} | {wins} |')
     lines.append('')
   lines += ['## Runs', '', 'Load: the 1-minute load average at the start and end of the run, and the cores other '
