@@ -1,15 +1,19 @@
 """Fills docs/results.md section 0.2 from the label-efficiency benchmark's records
-(runs/le_room0/report.json), with the summary rebuilt by the current code:
+(docs/results/le/room0, the committed records of the FULL scale), with the summary rebuilt by the
+current code:
 
     python scripts/le_results_tables.py      # from the repository root, after a benchmark run
 """
-import json
+import dataclasses
 import sys
 from pathlib import Path
 sys.path.insert(0, '.')
 from ws3d_jax.bench import label_efficiency as le
-data = json.loads(Path('runs/le_room0/report.json').read_text())
-data['summary'] = le.summarize(data['runs'])
+settings = {'room_seed': 0, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou',
+            'command': 'python -m ws3d_jax.bench.label_efficiency --out=runs/le_room0 --results=docs/results/le/room0 '
+                       '--commit'}
+runs = le.stored_records(Path('docs/results/le/room0'), settings)
+data = {'settings': settings, 'runs': runs, 'summary': le.summarize(runs)}
 report = le.markdown(data)
 body = report.split('\n## ', 1)[1]
 body = '#### ' + body.replace('\n## ', '\n#### ')
