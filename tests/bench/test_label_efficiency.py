@@ -105,3 +105,29 @@ def test_a_record_is_committed_alone(tmp_path, monkeypatch):
   assert git('show', '--name-only', '--format=') == 'results/semantic__r5_s0__sup_only.json\n'
   assert 'A  other.txt' in git('status', '--short')  # still staged, not committed with the record
   le.commit_record(tmp_path / 'nowhere' / 'x.json', 'k')  # outside a repository: a warning, not an error
+
+
+def test_the_plan_runs_every_arm_at_100_only_when_asked():
+  plain = le.plan_runs([5, 100], [0], le.ARMS, table5=False, instances=False, every_arm_at_100=False)
+  assert [(r, a) for _, r, _, a, _, _ in plain] == [(5, 'sup_only'), (5, 'ws3d'), (100, 'sup_only')]
+  table2 = le.plan_runs([100], [0, 1], le.ARMS, table5=False, instances=False, every_arm_at_100=True)
+  assert [(s, a) for _, _, s, a, _, _ in table2] == [(0, 'sup_only'), (0, 'ws3d'), (1, 'sup_only'), (1, 'ws3d')]
+  table5 = le.plan_runs([5], [0], le.ARMS, table5=True, instances=False, every_arm_at_100=False)
+  assert table5[0][3:5] == ('ws3d', '') and table5[-1][3:] == ('sup_only', '', 9)
+
+
+def test_the_transductive_arm_adds_the_validation_rooms_and_is_compared_with_inductive_ws3d():
+  c = le.run_config(20, 'ws3d_transductive', 1, le.FULL, room_seed=0)
+  inductive = le.run_config(20, 'ws3d', 1, le.FULL, room_seed=0)
+  assert c.data.transductive and not inductive.data.transductive
+  assert c.train.unlabeled_batch == inductive.train.unlabeled_batch == 1 and c.data.label_ratio == 0.2
+  sup = le.run_config(20, 'sup_only', 1, le.FULL, room_seed=0)
+  assert sup.train.unlabeled_batch == 0 and not sup.boundary.enabled
+  runs = {f'k{i}': {'group': 'g', 'ratio': 20, 'seed': i % 2, 'arm': arm, 'metric': v}
+          for i, (arm, v) in enumerate([('ws3d', 0.60), ('ws3d', 0.62), ('ws3d_transductive', 0.64),
+                                        ('ws3d_transductive', 0.68)])}
+  row = le.summarize(runs)['g']['20pct']
+  assert np.isclose(row['transductive_gain'], 5.0) and 'gain' not in row  # no sup_only arm: no win rule
+  text = le.markdown({'settings': {'room_seed': 0, 'scale': {'num_train': 1, 'num_val': 1, 'steps': 1},
+                                   'metric': 'miou', 'command': 'c'}, 'summary': le.summarize(runs), 'runs': {}})
+  assert '| 20pct | 61.0 ± 1.4 (n=2) | 66.0 ± 2.8 (n=2) | +5.0 |' in text

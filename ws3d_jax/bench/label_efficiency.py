@@ -5,6 +5,9 @@
     python -m ws3d_jax.bench.label_efficiency --room_seed=5000   # the same on rooms nobody tuned on
     python -m ws3d_jax.bench.label_efficiency --table5           # the paper's Table 5 at 5%, one seed
     python -m ws3d_jax.bench.label_efficiency --instances        # paper Table 4: PointGroup, sup_only vs WS3D
+    python -m ws3d_jax.bench.label_efficiency --ratios=100 --every_arm_at_100         # paper Table 2
+    python -m ws3d_jax.bench.label_efficiency --ratios=20,100 --every_arm_at_100 \
+        --arms=ws3d,ws3d_transductive                                # paper Table 3
 
 On generated rooms (``configs/synthetic.py``, shrunk so that a run takes a minute or two on a
 laptop CPU): hundreds of training rooms, so that the labeled share is the bottleneck, and a
@@ -13,7 +16,10 @@ fixed set of validation rooms. For every ratio and seed it trains
   sup_only   the labeled scenes with cross-entropy alone, for ``steps`` steps;
   ws3d       the same split, seed and labeled batches: it continues the sup_only run's state at
              its warm-up step (``loss.warmup`` of the steps, the labeled-only phase every WS3D
-             run has) and trains the WS3D objective from there to the same ``steps``.
+             run has) and trains the WS3D objective from there to the same ``steps``;
+  ws3d_transductive   (``--arms``) as ws3d, with the validation rooms, unlabeled, in the
+             unlabeled set (paper Table 3). At 100% only sup_only runs (the calibration),
+             unless ``--every_arm_at_100`` (paper Table 2: the unlabeled branch over every room).
 
 Starting WS3D from the sup_only checkpoint is how the field's codebases run it (GuidedContrast's
 ``pretrain_path``), and it spends no CPU on training the warm-up twice. The seed sets both the
@@ -41,7 +47,10 @@ from configs import common, synthetic, synthetic_ins
 from ws3d_jax import files
 from ws3d_jax.bench.machine_load import MachineLoad
 
-ARMS = ('sup_only', 'ws3d')
+ARMS = ('sup_only', 'ws3d')  # the pair the win rule compares
+# Every arm the benchmark knows, and the config tokens it adds. ws3d_transductive (paper Table 3):
+# the validation rooms, without labels, join the unlabeled set.
+ARM_TOKENS = {'sup_only': 'sup_only', 'ws3d': '', 'ws3d_transductive': 'transductive'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +85,7 @@ def run_config(ratio: int, arm: str, seed: int, scale: Scale, room_seed: int, to
                instances: bool = False):
   """The config of one benchmark run: configs/synthetic.py (or synthetic_ins.py) at the
   benchmark's scale. ``tokens``: extra config tokens (a Table 5 case)."""
-  names = [f'{ratio}pct'] + (['sup_only'] if arm == 'sup_only' else []) + [t for t in tokens.split(',') if t]
+  names = [f'{ratio}pct'] + [t for t in f'{ARM_TOKENS[arm]},{tokens}'.split(',') if t]
   module = synthetic_ins if instances else synthetic
   c = module.get_config(','.join(names))
   c.seed = c.data.split_seed = seed
@@ -229,8 +238,9 @@ def commit_record(path: Path, key: str) -> None:
 
 
 def summarize(runs: dict) -> dict:
-  """{group: {ratio: {arm: {seeds, values, mean, std}, gain}}}: std is the sample standard
-  deviation over seeds (ddof=1)."""
+  """{group: {ratio: {arm: {seeds, values, mean, std}, gain, wins, transductive_gain}}}: std is
+  the sample standard deviation over seeds (ddof=1); gain is WS3D's over sup_only, and
+  transductive_gain the transductive arm's over the inductive WS3D arm (paper Table 3)."""
   out = {}
   for r in runs.values():
     arm = out.setdefault(r['group'], {}).setdefault(f"{r['ratio']}pct", {}).setdefault(r['arm'], {'seeds': [], 'values': []})
@@ -250,6 +260,8 @@ def summarize(runs: dict) -> dict:
         if sorted(ratio['ws3d']['seeds']) == sorted(ratio['sup_only']['seeds']) and len(ratio['ws3d']['seeds']) > 1:
           ratio['wins'] = bool(ratio['gain'] >= 2 and
                                ratio['gain'] > 2 * max(ratio['ws3d']['std'], ratio['sup_only']['std']))
+      if 'ws3d' in ratio and 'ws3d_transductive' in ratio:
+        ratio['transductive_gain'] = ratio['ws3d_transductive']['mean'] - ratio['ws3d']['mean']
   return out
 
 
@@ -264,12 +276,20 @@ def markdown(report: dict) -> str:
               '|---|---|---|---|---|']
     for ratio in sorted(ratios, key=lambda r: int(r[:-3])):
       row = ratios[ratio]
-      cell = lambda a: (f"{row[a]['mean']:.1f} ± {row[a]['std']:.1f} (n={len(row[a]['values'])})" if a in row else '')
       gain = f"{row['gain']:+.1f}" if 'gain' in row else ''
       wins = ('yes' if row['wins'] else 'no') if 'wins' in row else (
           f"pending (seeds {len(row['sup_only']['seeds'])} / {len(row['ws3d']['seeds'])})" if 'gain' in row else '')
-      lines.append(f'| {ratio} | {cell("sup_only")} | {cell("ws3d")} | {gain} | {wins} |')
+      lines.append(f"| {ratio} | {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {gain} | {wins} |")
     lines.append('')
+    transductive = [r for r in sorted(ratios, key=lambda r: int(r[:-3])) if 'ws3d_transductive' in ratios[r]]
+    if transductive:
+      lines += ['Transductive (the validation rooms join the unlabeled set, paper Table 3):', '',
+                '| labels | ws3d (inductive) | ws3d transductive | gain |', '|---|---|---|---|']
+      for ratio in transductive:
+        row = ratios[ratio]
+        gain = f"{row['transductive_gain']:+.1f}" if 'transductive_gain' in row else ''
+        lines.append(f"| {ratio} | {arm_cell(row, 'ws3d')} | {arm_cell(row, 'ws3d_transductive')} | {gain} |")
+      lines.append('')
   lines += ['## Runs', '', 'Load: the 1-minute load average at the start and end of the run, and the cores other '
             'processes used meanwhile; "SHARED" marks a run that did not have the machine to itself.', '',
             '| run | val | pseudo-label coverage | pseudo-label accuracy | boundary F1 | wall s | load |',
@@ -280,6 +300,11 @@ def markdown(report: dict) -> str:
                  f"{p.get('confident_accuracy', float('nan')):.2f} | {b.get('f1', float('nan')):.2f} | "
                  f"{r.get('wall_seconds') or float('nan'):.0f} | {load_cell(r.get('load') or {})} |")
   return '\n'.join(lines) + '\n'
+
+
+def arm_cell(row: dict, arm: str) -> str:
+  a = row.get(arm)
+  return f"{a['mean']:.1f} ± {a['std']:.1f} (n={len(a['values'])})" if a else ''
 
 
 def load_cell(load: dict) -> str:
@@ -314,38 +339,42 @@ def plot(report: dict, path: Path) -> None:
   plt.close(fig)
 
 
+def plan_runs(ratios, seeds, arms, table5: bool, instances: bool, every_arm_at_100: bool) -> list:
+  """[(group, ratio, seed, arm, tokens, Table 5 case)] in the order they run."""
+  if table5:
+    return [('table5', ratios[0], seeds[0], 'sup_only' if tokens == 'sup_only' else 'ws3d',
+             '' if tokens == 'sup_only' else tokens, case) for case, tokens in common.TABLE5_CASES.items()]
+  group = 'instances' if instances else 'semantic'
+  # Seed-major: the first seed of every ratio (the calibration) comes first.
+  return [(group, ratio, seed, arm, '', None) for seed in seeds for ratio in ratios
+          for arm in (arms if ratio < 100 or every_arm_at_100 else ('sup_only',))]
+
+
 def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bool, instances: bool,
-              command: str, arms=ARMS, results: Path | None = None, commit: bool = False) -> dict:
+              command: str, arms=ARMS, results: Path | None = None, commit: bool = False,
+              every_arm_at_100: bool = False) -> dict:
+  """Runs what is not done yet of the plan; returns the report. At 100% only sup_only runs (the
+  calibration) unless ``every_arm_at_100`` (paper Table 2: WS3D with every label)."""
   out.mkdir(parents=True, exist_ok=True)
   metric = 'ap50' if instances else 'miou'
   report = Report(out, {'room_seed': room_seed, 'scale': dataclasses.asdict(scale), 'metric': metric,
                         'command': command}, results, commit)
-  plan = []  # (group, ratio, seed, arm, tokens)
-  if table5:
-    for case, tokens in common.TABLE5_CASES.items():
-      arm = 'sup_only' if tokens == 'sup_only' else 'ws3d'
-      plan.append(('table5', ratios[0], seeds[0], arm, '' if arm == 'sup_only' else tokens, case))
-  else:
-    group = 'instances' if instances else 'semantic'
-    for seed in seeds:  # seed-major: the first seed of every ratio (the calibration) comes first
-      for ratio in ratios:
-        for arm in (arms if ratio < 100 else ('sup_only',)):
-          plan.append((group, ratio, seed, arm, '', None))
-  for group, ratio, seed, arm, tokens, case in plan:
+  for group, ratio, seed, arm, tokens, case in plan_runs(ratios, seeds, arms, table5, instances, every_arm_at_100):
     # Runs of other settings live in their own folder: a finished run is taken as done by its
     # metrics.json, and a 600-step run's must never stand for a 1500-step one.
     base = out / settings_hash(report.data['settings']) / ('instances' if instances else 'semantic') / f'r{ratio}_s{seed}'
-    workdir = base / (arm if not tokens else f'ws3d_{tokens}')
+    workdir = base / (arm if not tokens else f'{arm}_{tokens}')
     key = f'{group}/r{ratio}_s{seed}/{workdir.name}' + (f'/case{case}' if case else '')
     if report.has(key):
       continue
     init_from = None
-    if arm == 'ws3d' and warmup_step(run_config(ratio, arm, seed, scale, room_seed, tokens, instances)):
+    if arm != 'sup_only' and warmup_step(run_config(ratio, arm, seed, scale, room_seed, tokens, instances)):
       init_from = base / 'sup_only'
       train_run(run_config(ratio, 'sup_only', seed, scale, room_seed, instances=instances), init_from)
     config = run_config(ratio, arm, seed, scale, room_seed, tokens, instances)
-    # One boundary network per split and seed: the Table 5 cases read the full method's cache.
-    config.boundary.cache_dir = str(base / 'ws3d' / 'boundary')
+    # One boundary network per split and seed: the Table 5 cases read the full method's cache. The
+    # transductive arm has unlabeled scenes of its own (the validation rooms), so a cache of its own.
+    config.boundary.cache_dir = str(base / ('ws3d_transductive' if arm == 'ws3d_transductive' else 'ws3d') / 'boundary')
     logging.info('benchmark: %s', key)
     summary = train_run(config, workdir, init_from)
     load = json.loads((workdir / 'load.json').read_text()) if (workdir / 'load.json').is_file() else {}
@@ -401,7 +430,8 @@ def main(argv):
   seeds = list(range(f.seeds if f.seeds else (2 if f.quick or f.instances else 3)))
   report = benchmark(Path(f.out), ratios, seeds, scale, f.room_seed, f.table5, f.instances,
                      'python -m ws3d_jax.bench.label_efficiency ' + ' '.join(sys.argv[1:]), arms=tuple(f.arms),
-                     results=Path(f.results) if f.results else None, commit=f.commit)
+                     results=Path(f.results) if f.results else None, commit=f.commit,
+                     every_arm_at_100=f.every_arm_at_100)
   print(markdown(report))
 
 
@@ -413,7 +443,9 @@ if __name__ == '__main__':
   flags.DEFINE_list('ratios', [], 'Label ratios in percent (default 5,10,100; --quick: 5).')
   flags.DEFINE_integer('seeds', 0, 'Seeds per ratio and arm (default 3; --quick: 2).')
   flags.DEFINE_integer('steps', 0, 'Override the steps of every run.')
-  flags.DEFINE_list('arms', list(ARMS), 'Arms to run (sup_only alone calibrates the benchmark).')
+  flags.DEFINE_list('arms', list(ARMS), f'Arms to run, of {list(ARM_TOKENS)} (sup_only alone calibrates the '
+                    'benchmark; ws3d_transductive: paper Table 3).')
+  flags.DEFINE_bool('every_arm_at_100', False, 'At 100%, every arm, not only sup_only (paper Table 2).')
   flags.DEFINE_integer('room_seed', 0, 'Seed offset of the generated rooms (rooms nobody tuned on).')
   flags.DEFINE_bool('table5', False, "The paper's Table 5 cases at the first ratio, first seed.")
   flags.DEFINE_bool('instances', False, 'Instance segmentation (PointGroup), AP@50: sup_only vs WS3D.')
