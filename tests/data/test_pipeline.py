@@ -5,6 +5,7 @@ import pytest
 from ws3d_jax import sparse
 from ws3d_jax.data import augment as aug
 from ws3d_jax.data import pipeline
+from ws3d_jax.train import run_builder
 from ws3d_jax.data.labels import IGNORE_LABEL
 
 
@@ -37,7 +38,7 @@ def test_augment_is_rigid_up_to_scale_and_keeps_points():
   np.testing.assert_allclose(xyz[:, 2] - xyz[:, 2].mean(), s['xyz'][:, 2] - s['xyz'][:, 2].mean(), atol=1e-5)
   np.testing.assert_array_equal(feats, s['features'])
   with pytest.raises(ValueError, match='unknown augmentation field'):
-    aug.AugmentParams.from_config({'rotat': 1.0})
+    run_builder.augment_params({'rotat': 1.0})
 
 
 def test_subset_scene_renumbers_regions_and_drops_their_pairs():

@@ -24,7 +24,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ws3d_jax.models.minkunet import BackboneSpec
 from ws3d_jax.models.ws3d import WS3DNet
 from ws3d_jax.sparse.kernel_map import Geometry
 
@@ -62,21 +61,20 @@ class ScoreNet(nn.Module):
 
 
 class PointGroupNet(nn.Module):
-  """WS3DNet's outputs plus 'offsets' (P, 3) per point and, when proposals are given,
+  """``ws3d``'s outputs plus 'offsets' (P, 3) per point and, when proposals are given,
   'proposal_scores' (num_proposals,) logits."""
-  num_classes: int
-  spec: BackboneSpec = BackboneSpec()
-  dtype: Any = jnp.float32
-  bn_axis: str | None = None
-  embed_dim: int = 64
-  contrast_stages: tuple = (0, 1, 2, 3, 4)
+  ws3d: WS3DNet
   score_hidden: int = 32
+
+  @property
+  def spec(self):
+    return self.ws3d.spec
 
   @nn.compact
   def __call__(self, feats, geom: Geometry, train: bool = False, xyz=None, proposals: dict | None = None):
-    out = WS3DNet(self.num_classes, self.spec, self.dtype, self.bn_axis, self.embed_dim, self.contrast_stages,
-                  name='ws3d')(feats, geom, train)
-    voxel_offsets = OffsetHead(self.dtype, name='offset_head')(out['features'])
+    dtype = self.ws3d.dtype
+    out = self.ws3d(feats, geom, train)
+    voxel_offsets = OffsetHead(dtype, name='offset_head')(out['features'])
     p2v = geom.point2voxel[0]
     out['offsets'] = jnp.concatenate([voxel_offsets, jnp.zeros((1, 3), jnp.float32)])[p2v]
     # Built on every call (also without proposals) so that init creates its parameters.
@@ -86,7 +84,7 @@ class PointGroupNet(nn.Module):
       proposals = empty_proposals(1, 1)
     if xyz is None:
       xyz = jnp.zeros((p2v.shape[0], 3), jnp.float32)
-    out['proposal_scores'] = ScoreNet(self.score_hidden, self.dtype, name='score_net')(point_features, xyz, proposals)
+    out['proposal_scores'] = ScoreNet(self.score_hidden, dtype, name='score_net')(point_features, xyz, proposals)
     return out
 
 

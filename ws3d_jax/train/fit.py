@@ -20,7 +20,7 @@ from flax import jax_utils
 
 from ws3d_jax import progress, sparse
 from ws3d_jax.train import interrupts, steps
-from ws3d_jax.train.batching import device_arrays
+from ws3d_jax.train.steps import device_arrays
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from ws3d_jax import sparse
+from ws3d_jax import progress, sparse
+from ws3d_jax.losses.targets import Regions, Targets
 
 AXIS = 'batch'
 VIEWS = ('view0', 'view1')
@@ -43,6 +44,15 @@ def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
   return TrainState.create(apply_fn=None, params=variables['params'], tx=tx, batch_stats=variables['batch_stats'])
 
 
+def initial_state(seed: int, model, tx, batcher, elements, what: str = 'the model') -> TrainState:
+  """The variables of ``model`` initialised on the first shard of one batch of ``elements`` (as
+  ``batcher`` pads it), as a TrainState."""
+  first = batcher(list(elements))
+  shard0 = jax.tree.map(lambda x: x[0], first['view0'])
+  with progress.Compiles(f'{what} initialisation', 'seconds to a minute').around(None):
+    return create_train_state(jax.random.PRNGKey(seed), model, tx, shard0, first['caps'])
+
+
 def replicate(tree, devices=None):
   """One copy of ``tree`` per device (default: every local device), laid out exactly as
   ``train_step`` returns its state.
@@ -55,6 +65,21 @@ def replicate(tree, devices=None):
   sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)),
                                         jax.sharding.PartitionSpec(AXIS))
   return jax.tree.map(lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
+
+
+def device_arrays(batch: dict) -> dict:
+  """The arrays of a batch that go to the devices (not its capacities or scene names)."""
+  return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
+
+
+def semantic_targets(batch: dict) -> Targets:
+  """The losses' targets of a semantic batch: labels, and the regions where the scenes have them."""
+  regions = None
+  if 'region_id' in batch:
+    regions = Regions(id=batch['region_id'], valid=batch['region_valid'], scene=batch['region_batch'],
+                      labeled=batch['region_labeled'], pairs=batch['region_pairs'], pair_valid=batch['pair_valid'],
+                      pair_boundary=batch['pair_boundary'])
+  return Targets(labels=batch['labels'], regions=regions)
 
 
 def views_of(batch: dict) -> list:

@@ -15,6 +15,7 @@ the only host round trip of that step (docs/training.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -22,48 +23,65 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ws3d_jax.data import datasets, pipeline
-from ws3d_jax.data.labels import CLASSES
+from ws3d_jax.data import pipeline
 from ws3d_jax.evaluation import semantic
 from ws3d_jax.evaluation import instance as instance_eval
 from ws3d_jax.geometry import cluster
 from ws3d_jax.losses.instance import InstanceObjective, score_targets
+from ws3d_jax.losses.objective import Objective
 from ws3d_jax.losses.targets import Instances
 from ws3d_jax.models.pointgroup import PointGroupNet
-from ws3d_jax.train import evaluate, parts
-from ws3d_jax.train.batching import device_arrays, semantic_targets
-from ws3d_jax.train.steps import AXIS, VIEWS, BatchReader, predict_step, views_of
+from ws3d_jax.models.ws3d import WS3DNet
+from ws3d_jax.train import evaluate
+from ws3d_jax.train.steps import VIEWS, BatchReader, device_arrays, predict_step, semantic_targets, views_of
 from ws3d_jax.train.tasks.base import Task
 
 
-def make_model(config, num_classes: int, bn_axis: str | None = AXIS) -> PointGroupNet:
-  ws3d = parts.make_model(config, num_classes, bn_axis)
-  return PointGroupNet(num_classes=num_classes, spec=ws3d.spec, dtype=ws3d.dtype, bn_axis=bn_axis,
-                       embed_dim=ws3d.embed_dim, contrast_stages=ws3d.contrast_stages,
-                       score_hidden=config.instance.score_hidden)
+@dataclasses.dataclass(frozen=True)
+class InstanceSettings:
+  """``config.instance`` (configs/common.py, ``add_instance``, says what each field is), and the
+  data set's class names, which ``no_instance_classes`` names."""
+  class_names: tuple
+  no_instance_classes: tuple = ()
+  cluster_radius: float = 0.03
+  shift_radius: float = 0.03
+  cluster_min_points: int = 50
+  w_offset: float = 1.0
+  w_score: float = 1.0
+  score_start: float = 0.33
+  score_fg: float = 0.75
+  score_bg: float = 0.25
+  score_hidden: int = 32
+  max_proposals: int = 256
+  nms_iou: float = 0.3
+  score_threshold: float = 0.09
+  min_instance_points: int = 100
+  eval_min_region_size: int = 100
+
+  @property
+  def ignore_ids(self) -> tuple:
+    """The class ids of ``no_instance_classes`` (never clustered, not in AP)."""
+    unknown = [n for n in self.no_instance_classes if n not in self.class_names]
+    if unknown:
+      raise ValueError(f'instance.no_instance_classes: {unknown} are not classes of the data set '
+                       f'({list(self.class_names)})')
+    return tuple(self.class_names.index(n) for n in self.no_instance_classes)
 
 
-def make_objective(config, num_classes: int, total_steps: int = 0) -> InstanceObjective:
-  i = config.instance
-  return InstanceObjective(semantic=parts.make_objective(config, num_classes, total_steps), w_offset=i.w_offset,
-                           w_score=i.w_score)
+def make_model(ws3d: WS3DNet, settings: InstanceSettings) -> PointGroupNet:
+  return PointGroupNet(ws3d=ws3d, score_hidden=settings.score_hidden)
 
 
-def ignore_class_ids(config, class_names) -> tuple:
-  names = tuple(config.instance.no_instance_classes)
-  unknown = [n for n in names if n not in class_names]
-  if unknown:
-    raise ValueError(f'instance.no_instance_classes: {unknown} are not classes of {config.data.name} '
-                     f'({list(class_names)})')
-  return tuple(class_names.index(n) for n in names)
+def make_objective(objective: Objective, settings: InstanceSettings) -> InstanceObjective:
+  return InstanceObjective(semantic=objective, w_offset=settings.w_offset, w_score=settings.w_score)
 
 
 # --- proposals -----------------------------------------------------------------------------------
 
-def cluster_scene(xyz, offsets, semantic_pred, config, ignore_ids) -> cluster.Proposals:
-  i = config.instance
+def cluster_scene(xyz, offsets, semantic_pred, settings: InstanceSettings) -> cluster.Proposals:
+  i = settings
   return cluster.propose(xyz, offsets, semantic_pred, radius=i.cluster_radius, min_points=i.cluster_min_points,
-                         ignore_classes=ignore_ids, shift_radius=i.shift_radius)
+                         ignore_classes=i.ignore_ids, shift_radius=i.shift_radius)
 
 
 def pack_proposals(groups: list, max_proposals: int, members: int) -> tuple[dict, int]:
@@ -90,7 +108,7 @@ def proposal_members(props: cluster.Proposals) -> list:
   return np.split(props.point_idx[order], np.cumsum(props.sizes())[:-1])
 
 
-def batch_proposals(logits, offsets, shard: dict, config, ignore_ids, max_proposals: int) -> tuple[dict, int]:
+def batch_proposals(logits, offsets, shard: dict, settings: InstanceSettings, max_proposals: int) -> tuple[dict, int]:
   """Proposals of the labeled scenes of one shard, largest first, each with its ScoreNet target
   (PointGroup's soft target of its best IoU with a ground-truth instance)."""
   view = shard['view0']
@@ -101,26 +119,25 @@ def batch_proposals(logits, offsets, shard: dict, config, ignore_ids, max_propos
     gt = instance[idx]
     if not (gt > 0).any():
       continue  # an unlabeled scene: no targets for its proposals
-    props = cluster_scene(view['xyz'][idx], offsets[idx], logits[idx].argmax(-1), config, ignore_ids)
+    props = cluster_scene(view['xyz'][idx], offsets[idx], logits[idx].argmax(-1), settings)
     if not props.num_proposals:
       continue
     _, local_gt = np.unique(gt, return_inverse=True)  # 0 stays 0: it is the smallest id
     best = cluster.proposal_gt_iou(props, local_gt.astype(np.int32)).max(axis=1, initial=0.0)
-    targets = np.asarray(score_targets(best, config.instance.score_fg, config.instance.score_bg))
+    targets = np.asarray(score_targets(best, settings.score_fg, settings.score_bg))
     groups += [(idx[m], t) for m, t in zip(proposal_members(props), targets)]
   groups.sort(key=lambda g: -len(g[0]))
   return pack_proposals(groups, max_proposals, len(shard['proposal_id']))
 
 
-def make_before_step(config, eval_model, total_steps: int):
+def make_before_step(settings: InstanceSettings, eval_model, total_steps: int):
   """The host hook of the training loop: after ``instance.score_start`` of the steps, each
   shard's proposal arrays are filled from the current model's predictions on its first view."""
-  ignore_ids = ignore_class_ids(config, class_names_of(config))
-  start = int(config.instance.score_start * total_steps)
+  start = int(settings.score_start * total_steps)
   warned = [False]
 
   def before_step(state, step, batch):
-    if not config.instance.w_score or step <= start:
+    if not settings.w_score or step <= start:
       return batch
     filled = []
     for d in range(batch['proposal_id'].shape[0]):
@@ -128,34 +145,30 @@ def make_before_step(config, eval_model, total_steps: int):
       variables = jax.tree.map(lambda x: x[d], {'params': state.params, 'batch_stats': state.batch_stats})
       out, _ = predict_step(variables, shard['view0'], batch['caps'], eval_model, ('logits', 'offsets'),
                             xyz=shard['view0']['xyz'])
-      arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, config,
-                                        ignore_ids, batch['proposal_valid'].shape[1])
+      arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, settings,
+                                        batch['proposal_valid'].shape[1])
       if dropped and not warned[0]:
         warned[0] = True
         logging.warning('step %d: %d proposals past instance.max_proposals=%d left out of the ScoreNet batch '
                         '(the largest are kept); raise it if this repeats', step, dropped,
-                        config.instance.max_proposals)
+                        settings.max_proposals)
       filled.append(arrays)
     return {**batch, **pipeline.stack_trees(filled)}
 
   return before_step
 
 
-def class_names_of(config) -> tuple:
-  return CLASSES[datasets.get(config.data.name).label_set]
-
-
 # --- evaluation ----------------------------------------------------------------------------------
 
-def predict_instances(variables, scene: dict, config, profile, model, ignore_ids) -> dict:
+def predict_scene(variables, scene: dict, ev: evaluate.EvalSpec, profile, model) -> dict:
   """Semantic classes and scored, NMS-filtered instance masks of one whole scene."""
-  i = config.instance
+  i = ev.task_settings
   n = len(scene['xyz'])
-  arrays, caps = evaluate.scene_arrays(scene, config.data.voxel_size, profile)
+  arrays, caps = evaluate.scene_arrays(scene, ev.voxel_size, profile)
   out = evaluate.predict_arrays(variables, arrays, caps, model, ('logits', 'offsets'), xyz=arrays['xyz'])
   logits, offsets = out['logits'][:n], out['offsets'][:n]
   pred = logits.argmax(-1)
-  props = cluster_scene(scene['xyz'], offsets, pred, config, ignore_ids)
+  props = cluster_scene(scene['xyz'], offsets, pred, i)
   empty = {'semantic': pred, 'masks': np.zeros((0, n), bool), 'classes': np.zeros(0, np.int32),
            'scores': np.zeros(0, np.float32)}
   if not props.num_proposals:
@@ -184,11 +197,11 @@ def predict_instances(variables, scene: dict, config, profile, model, ignore_ids
 class Scorer:
   """AP on the ScanNet protocol over the scenes added (ScanNet's official evaluator's rules)."""
 
-  def __init__(self, config, class_names):
-    self.ignore_ids = ignore_class_ids(config, class_names)
+  def __init__(self, settings: InstanceSettings, class_names):
+    ignore_ids = settings.ignore_ids
     self.evaluator = instance_eval.InstanceEvaluator(
-        class_names=class_names, instance_classes=[c for c in range(len(class_names)) if c not in self.ignore_ids],
-        min_region_size=config.instance.eval_min_region_size)
+        class_names=class_names, instance_classes=[c for c in range(len(class_names)) if c not in ignore_ids],
+        min_region_size=settings.eval_min_region_size)
 
   def add(self, scene: dict, out: dict) -> None:
     self.evaluator.add_scene(scene['scene_id'], scene['semantic'], scene['instance'], out['masks'], out['classes'],
@@ -198,19 +211,15 @@ class Scorer:
     return self.evaluator.result()
 
 
-def predict_scene(variables, scene: dict, config, profile, model) -> dict:
-  return predict_instances(variables, scene, config, profile, model, ignore_class_ids(config, class_names_of(config)))
-
-
-def export_scene(export_dir: Path, scene: dict, out: dict, label_set: str, config, index: int) -> None:
-  formats = set(config.eval.export)
+def export_scene(export_dir: Path, scene: dict, out: dict, label_set: str, ev: evaluate.EvalSpec, index: int) -> None:
+  formats = set(ev.export)
   if 'official' in formats and label_set == 'scannet':
     instance_eval.write_scannet_instances(export_dir / 'instance_predictions', scene['scene_id'], out['masks'],
                                           out['classes'], out['scores'])
-  if 'ply' in formats and index < config.eval.ply_scenes:
+  if 'ply' in formats and index < ev.ply_scenes:
     instance_eval.write_instance_ply(export_dir / 'instance_ply' / f'{scene["scene_id"]}.ply', scene['xyz'],
                                      out['masks'], out['scores'])
-  evaluate.export_semantic(export_dir, scene, out['semantic'], label_set, config, index)
+  evaluate.export_semantic(export_dir, scene, out['semantic'], label_set, ev, index)
 
 
 def write_eval(writer, step: int, summary: dict, conf, class_names, prefix: str = 'val') -> None:
@@ -246,4 +255,4 @@ def targets(batch: dict):
 TASK = Task(name='instance', metric='ap50', make_model=make_model, make_objective=make_objective,
             reader=BatchReader(targets=targets, model_inputs=model_inputs), predict_scene=predict_scene,
             export_scene=export_scene, write_eval=write_eval, format_summary=format_summary, make_scorer=Scorer,
-            max_proposals=lambda config: config.instance.max_proposals, before_step=make_before_step)
+            before_step=make_before_step, settings_type=InstanceSettings)
