@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ws3d_jax.models.pointgroup import ScoreNet, empty_proposals
-from ws3d_jax.train.tasks.instance import pack_proposals
+from ws3d_jax.train.tasks.instance_segmentation import pack_proposals
 
 
 def _reference(params, feats, xyz, members):

@@ -10,7 +10,7 @@ from configs import s3dis, s3dis_ins, scannet, scannet_ins, semkitti, synthetic,
 from tests.conftest import REPO
 from ws3d_jax.data import labels as label_defs
 from ws3d_jax.models.pointgroup import PointGroupNet
-from ws3d_jax.train import checks, optimizer, run_builder, tasks, trainer
+from ws3d_jax.train import config_checks, optimizer, run_builder, tasks, trainer
 
 ALL = {'semkitti': semkitti, 'scannet': scannet, 's3dis': s3dis, 'synthetic': synthetic,
        'scannet_ins': scannet_ins, 's3dis_ins': s3dis_ins, 'synthetic_ins': synthetic_ins}
@@ -21,7 +21,7 @@ def test_every_ratio_token_sets_the_label_ratio_and_passes_the_checks(name):
   for pct in (1, 5, 10, 15, 20, 25, 30, 40, 100):
     config = ALL[name].get_config(f'{pct}pct')
     assert config.data.label_ratio == pytest.approx(pct / 100)
-    checks.validate_config(config)
+    config_checks.validate_config(config)
 
 
 def test_sup_only_keeps_the_labeled_budget_and_drops_every_ws3d_term():
@@ -60,26 +60,26 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
   config = synthetic.get_config('smoke')
   config.data.label_ratio = 0.0
   with pytest.raises(ValueError, match=r'label_ratio=0.0 is impossible.*5pct'):
-    checks.validate_config(config)
+    config_checks.validate_config(config)
   config = semkitti.get_config('smoke')
   config.data.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match=r'--config.data.manual_dir=DIR.*sequences'):
     trainer.train_and_evaluate(config, str(tmp_path / 'run'))
   config.data.manual_dir = str(tmp_path / 'nowhere')
   with pytest.raises(FileNotFoundError, match='nowhere is not a directory'):
-    checks.validate_config(config)
+    config_checks.validate_config(config)
   config = scannet.get_config('sup_only')
   config.train.unlabeled_batch = 8
   config.loss.w_energy = 1.0
-  checks.validate_config(config)
+  config_checks.validate_config(config)
   config.train.unlabeled_batch = 0
   with pytest.raises(ValueError, match='sup_only'):
-    checks.validate_config(config)
+    config_checks.validate_config(config)
   # A sup_only baseline that still loads unlabeled scenes is not the baseline: refused.
   config = scannet.get_config('sup_only')
   config.train.unlabeled_batch = 1
   with pytest.raises(ValueError, match=r'unlabeled_batch=1 but no loss trains on unlabeled scenes'):
-    checks.validate_config(config)
+    config_checks.validate_config(config)
   for field, value, message in (('boundary.threshold', 1.5, 'boundary.threshold is a probability'),
                                 ('loss.warmup', 0.95, 'fractions of the steps'),
                                 ('optim.lr', -1.0, 'optim.lr must be positive'),
@@ -92,7 +92,7 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
     section, name = field.split('.')
     config[section][name] = value
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-      checks.validate_config(config)
+      config_checks.validate_config(config)
 
 
 def test_instance_configs_parse_tokens_and_check_their_values():
@@ -103,10 +103,10 @@ def test_instance_configs_parse_tokens_and_check_their_values():
   task = tasks.get(config.task)
   settings = run_builder.task_settings(config, task, label_defs.SCANNET_CLASSES)
   assert isinstance(task.make_model(run_builder.ws3d_net(config, 20), settings), PointGroupNet)
-  checks.validate_config(config)
+  config_checks.validate_config(config)
   config.instance.score_start = 1.0
   with pytest.raises(ValueError, match='instance.score_start'):
-    checks.validate_config(config)
+    config_checks.validate_config(config)
   config = scannet_ins.get_config('')
   config.instance.no_instance_classes = ('wal',)
   with pytest.raises(ValueError, match=r"\['wal'\] are not classes of the data set"):
@@ -170,4 +170,4 @@ def test_cosine_and_poly_schedules_decay_to_zero_over_the_run():
     assert float(poly(step)) == pytest.approx(1e-3 * (1 - step / 1000) ** 0.9, abs=1e-9), step
   config.optim.schedule = 'linear'
   with pytest.raises(ValueError, match=r"optim.schedule='linear'; one of \('step', 'cosine', 'poly'\)"):
-    checks.validate_config(config)
+    config_checks.validate_config(config)

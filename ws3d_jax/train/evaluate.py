@@ -75,8 +75,8 @@ def evaluate(task, variables, data, ev: EvalSpec, profile, model, max_scenes: in
   conf = np.zeros((num_classes, num_classes), np.int64)
   scorer = task.make_scorer(ev.task_settings, data.class_names) if task.make_scorer else None
   count = len(data.eval_scenes) if not max_scenes else min(max_scenes, len(data.eval_scenes))
-  done = [0]
-  with progress.Activity.current().doing(lambda: f'evaluating: {done[0]} of {count} scenes done'):
+  done = 0
+  with progress.Activity.current().doing(lambda: f'evaluating: {done} of {count} scenes done'):
     for i in range(count):
       scene = data.eval_scenes[i]
       out = task.predict_scene(variables, scene, ev, profile, model)
@@ -85,7 +85,7 @@ def evaluate(task, variables, data, ev: EvalSpec, profile, model, max_scenes: in
         scorer.add(scene, out)
       if export_dir is not None:
         task.export_scene(export_dir, scene, out, data.label_set, ev, i)
-      done[0] = i + 1
+      done = i + 1
   summary = semantic.summarize(conf, data.class_names)
   if scorer is not None:
     summary = {**scorer.result(), **summary}

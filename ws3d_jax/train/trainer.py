@@ -21,14 +21,14 @@ from clu import metric_writers
 
 from ws3d_jax import files, hosts
 from ws3d_jax.data import pipeline, sources
-from ws3d_jax.train import boundary_network, checks, config_changes, evaluate, fit, memory_maps, run_builder, steps, tasks
+from ws3d_jax.train import boundary_network, config_changes, config_checks, evaluate, fit, mapping_limit, run_builder, steps, tasks
 from ws3d_jax.train.checkpoints import Checkpoints, completed_metrics
 
 LOGGED_TERMS = ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight')
 
 
 def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
-  checks.validate_config(config)
+  config_checks.validate_config(config)
   if mode not in ('train', 'eval'):
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
@@ -38,7 +38,7 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   with files.exclusive(workdir, '.lock' if first_process else f'.lock.{jax.process_index()}'):
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
         ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
-    memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
+    mapping_limit.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
     metric = tasks.get(config.task).metric
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, metric)
     config_changes.check(workdir, config, mode, checkpoints.latest_step() is not None)
@@ -46,15 +46,15 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
       files.write_text(workdir / f'config_{mode}.json', config.to_json_best_effort(indent=2))  # what this run used
     writer = make_writer(workdir / 'tensorboard')
     data = sources.load_experiment(run_builder.data_spec(config), workdir)
+    run = run_builder.build(config, data)
     if mode == 'train':
-      done = completed_metrics(workdir, checkpoints, run_builder.steps_of(config, data)[0])
+      done = completed_metrics(workdir, checkpoints, run.total_steps)
       if done is not None:
         logging.info('this run is complete: step %d of %d, %s %.1f (%s). Nothing to do; --mode=eval evaluates '
                      'it again, a larger --config.train.steps continues it.', done['step'], done['step'],
                      metric, 100 * done[metric], workdir / 'eval' / 'metrics.json')
         return done
 
-    run = run_builder.build(config, data)
     state = steps.initial_state(run.train.seed, run.model, run.tx, run.batcher, run.example)
     if mode == 'eval':
       state, step = checkpoints.restore_for_eval(run.evaluation.checkpoint, state)

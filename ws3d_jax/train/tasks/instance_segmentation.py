@@ -25,9 +25,9 @@ import numpy as np
 
 from ws3d_jax.data import pipeline
 from ws3d_jax.evaluation import semantic
-from ws3d_jax.evaluation import instance as instance_eval
+from ws3d_jax.evaluation import instance_ap
 from ws3d_jax.geometry import cluster
-from ws3d_jax.losses.instance import InstanceObjective, score_targets
+from ws3d_jax.losses.instance_objective import InstanceObjective, score_targets
 from ws3d_jax.losses.objective import Objective
 from ws3d_jax.losses.targets import Instances
 from ws3d_jax.models.pointgroup import PointGroupNet
@@ -134,9 +134,10 @@ def make_before_step(settings: InstanceSettings, eval_model, total_steps: int):
   """The host hook of the training loop: after ``instance.score_start`` of the steps, each
   shard's proposal arrays are filled from the current model's predictions on its first view."""
   start = int(settings.score_start * total_steps)
-  warned = [False]
+  warned = False
 
   def before_step(state, step, batch):
+    nonlocal warned
     if not settings.w_score or step <= start:
       return batch
     filled = []
@@ -147,8 +148,8 @@ def make_before_step(settings: InstanceSettings, eval_model, total_steps: int):
                             xyz=shard['view0']['xyz'])
       arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, settings,
                                         batch['proposal_valid'].shape[1])
-      if dropped and not warned[0]:
-        warned[0] = True
+      if dropped and not warned:
+        warned = True
         logging.warning('step %d: %d proposals past instance.max_proposals=%d left out of the ScoreNet batch '
                         '(the largest are kept); raise it if this repeats', step, dropped,
                         settings.max_proposals)
@@ -199,7 +200,7 @@ class Scorer:
 
   def __init__(self, settings: InstanceSettings, class_names):
     ignore_ids = settings.ignore_ids
-    self.evaluator = instance_eval.InstanceEvaluator(
+    self.evaluator = instance_ap.InstanceEvaluator(
         class_names=class_names, instance_classes=[c for c in range(len(class_names)) if c not in ignore_ids],
         min_region_size=settings.eval_min_region_size)
 
@@ -214,10 +215,10 @@ class Scorer:
 def export_scene(export_dir: Path, scene: dict, out: dict, label_set: str, ev: evaluate.EvalSpec, index: int) -> None:
   formats = set(ev.export)
   if 'official' in formats and label_set == 'scannet':
-    instance_eval.write_scannet_instances(export_dir / 'instance_predictions', scene['scene_id'], out['masks'],
+    instance_ap.write_scannet_instances(export_dir / 'instance_predictions', scene['scene_id'], out['masks'],
                                           out['classes'], out['scores'])
   if 'ply' in formats and index < ev.ply_scenes:
-    instance_eval.write_instance_ply(export_dir / 'instance_ply' / f'{scene["scene_id"]}.ply', scene['xyz'],
+    instance_ap.write_instance_ply(export_dir / 'instance_ply' / f'{scene["scene_id"]}.ply', scene['xyz'],
                                      out['masks'], out['scores'])
   evaluate.export_semantic(export_dir, scene, out['semantic'], label_set, ev, index)
 
@@ -231,7 +232,7 @@ def write_eval(writer, step: int, summary: dict, conf, class_names, prefix: str 
 
 
 def format_summary(summary: dict) -> str:
-  return instance_eval.format_table(summary) + '\n' + semantic.format_table(summary)
+  return instance_ap.format_table(summary) + '\n' + semantic.format_table(summary)
 
 
 # --- how the step reads an instance batch ---------------------------------------------------------
