@@ -28,7 +28,6 @@ SCRIPT = textwrap.dedent('''
     from ws3d_jax.data.batch_fitting import fitted_batcher, sample_elements
     from ws3d_jax.models import minkunet
     from ws3d_jax.train import run_builder, steps, tasks
-    from ws3d_jax.train.steps import device_arrays
 
     assert jax.local_device_count() == 2, jax.devices()
     data_dir, workdir = sys.argv[1:]
@@ -51,21 +50,21 @@ SCRIPT = textwrap.dedent('''
         levels = minkunet.levels_of(config.model.backbone)
         batch = fitted_batcher(batching, elements, levels, hosts.Share(local=shards))(elements)
         state = steps.create_train_state(jax.random.PRNGKey(0), model, tx,
-                                         jax.tree.map(lambda x: x[0], batch['view0']), batch['caps'])
+                                         jax.tree.map(lambda x: x[0], batch.views[0]), batch.caps)
         put = lambda tree: steps.replicate(tree, jax.local_devices()[:shards])
-        state, metrics = steps.train_step(put(state), device_arrays(batch), put(jax.random.PRNGKey(1)),
-                                          batch['caps'], model, objective, reader)
+        state, metrics = steps.train_step(put(state), batch.on_device(), put(jax.random.PRNGKey(1)),
+                                          batch.caps, model, objective, reader)
         return jax.device_get((state.params, state.batch_stats)), batch
 
     (two, two_batch), (one, _) = one_step(2), one_step(1)
-    labeled = [int((two_batch['labels'][d] != 255).sum()) for d in range(2)]
+    labeled = [int((two_batch.labels[d] != 255).sum()) for d in range(2)]
     assert labeled[0] != labeled[1], labeled  # uneven: a per-device mean would weigh the points differently
     worst = 0.0
     for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one), strict=True):
       np.testing.assert_array_equal(a[0], a[1])  # the replicas stay identical
       worst = max(worst, float(np.abs(a[0] - b[0]).max()))
     initial = steps.create_train_state(jax.random.PRNGKey(0), model, tx,
-                                       jax.tree.map(lambda x: x[0], two_batch['view0']), two_batch['caps'])
+                                       jax.tree.map(lambda x: x[0], two_batch.views[0]), two_batch.caps)
     moved = max(float(np.abs(a[0] - b).max()) for a, b in zip(jax.tree.leaves(two[0]),
                                                                jax.tree.leaves(initial.params)))
     print('RESULT', worst, moved, labeled[0], labeled[1])

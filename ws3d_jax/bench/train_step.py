@@ -77,7 +77,6 @@ class StepBench:
 
     from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
     from ws3d_jax.train import boundary_network, run_builder, steps  # noqa: PLC0415
-    from ws3d_jax.train.steps import device_arrays  # noqa: PLC0415
 
     data = sources.load_experiment(run_builder.data_spec(config), workdir)
     run = run_builder.build(config, data)
@@ -88,14 +87,14 @@ class StepBench:
                                   run.batcher, run.augment, num_threads=t.num_threads)
     t0, drawn = time.perf_counter(), [next(stream) for _ in range(4 * _BATCHES.value)]
     self.pipeline_batches_per_s = len(drawn) / (time.perf_counter() - t0)
-    caps = max({b['caps'] for b in drawn}, key=lambda c: sum(b['caps'] == c for b in drawn))
-    self.batches = [b for b in drawn if b['caps'] == caps][:_BATCHES.value]
+    caps = max({b.caps for b in drawn}, key=lambda c: sum(b.caps == c for b in drawn))
+    self.batches = [b for b in drawn if b.caps == caps][:_BATCHES.value]
     self.caps = caps
     state = steps.create_train_state(jax.random.PRNGKey(config.seed), self.model, run.tx,
-                                     jax.tree.map(lambda x: x[0], self.batches[0]['view0']), caps)
+                                     jax.tree.map(lambda x: x[0], self.batches[0].views[0]), caps)
     self.state = steps.replicate(state)
     self.rng = steps.replicate(jax.random.PRNGKey(1))
-    self.device_batches = [jax.device_put(device_arrays(b)) for b in self.batches]
+    self.device_batches = [jax.device_put(b.on_device()) for b in self.batches]
     self._step = steps.train_step
     self._np = np
     self.i = 0

@@ -22,16 +22,16 @@ from ws3d_jax.data.batch_fitting import fitted_batcher, sample_elements
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import boundary_network, run_builder, steps
 from ws3d_jax.train.checkpoints import saved_variables
-from ws3d_jax.train.steps import device_arrays, semantic_targets
+from ws3d_jax.train.steps import semantic_targets
 
 READER = steps.BatchReader(targets=semantic_targets)
 TERMS = ('ce', 'sup_contrast', 'energy', 'contrast')
 
 
-def term_gradients(params, batch_stats, model, objective, batch: dict, rng, reader=READER) -> dict:
-  """Weighted gradient of each WS3D term for one (unsharded) batch: {term: flat gradient}."""
-  caps = batch['caps']
-  arrays = device_arrays(batch)
+def term_gradients(params, batch_stats, model, objective, batch, rng, reader=READER) -> dict:
+  """Weighted gradient of each WS3D term for one (unsharded) data.pipeline.Batch: {term: flat gradient}."""
+  caps = batch.caps
+  arrays = batch.on_device()
   weights = {'ce': objective.w_ce, 'sup_contrast': objective.w_sup_contrast, 'energy': objective.w_energy,
              'contrast': objective.w_contrast}
 

@@ -39,23 +39,23 @@ WHOLE_SCENE_GROWTH = 2.0
 _PREDICT_COMPILES = progress.Compiles('the whole-scene prediction', 'tens of seconds on a small CPU')
 
 
-def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[dict, object]:
-  """The padded model inputs of one whole, unaugmented scene (plus its padded point
-  coordinates, which the instance heads read) and their capacities."""
+def scene_arrays(scene: dict, voxel_size: float, profile) -> tuple[pipeline.View, object]:
+  """The padded model inputs of one whole, unaugmented scene, with its padded point coordinates
+  (which the instance heads read), and their capacities."""
   profile = dataclasses.replace(profile, growth=max(profile.growth, WHOLE_SCENE_GROWTH))
   batch, caps = sparse.prepare_batch([(scene['xyz'], scene['features'])], voxel_size, profile, profile.num_levels,
                                      names=[scene['scene_id']])
-  arrays = {k: getattr(batch, k) for k in pipeline.VIEW_KEYS}
-  arrays['xyz'] = np.zeros((caps.points, 3), np.float32)
-  arrays['xyz'][:len(scene['xyz'])] = scene['xyz']
-  return arrays, caps
+  xyz = np.zeros((caps.points, 3), np.float32)
+  xyz[:len(scene['xyz'])] = scene['xyz']
+  return pipeline.View(**{k: getattr(batch, k) for k in pipeline.VIEW_KEYS}, xyz=xyz), caps
 
 
-def predict_arrays(variables, arrays: dict, caps, model, keys=('logits',), **inputs) -> dict:
-  """``steps.predict_step`` on padded arrays, announced when it compiles and checked for
-  capacity overflow; numpy outputs."""
+def predict_arrays(variables, view: pipeline.View, caps, model, keys=('logits',), **inputs) -> dict:
+  """``steps.predict_step`` on a padded view, announced when it compiles and checked for
+  capacity overflow; numpy outputs. The view's point coordinates are an input only where
+  ``inputs`` passes them (the instance heads)."""
   with _PREDICT_COMPILES.around((caps, model, keys), progress.caps_detail(caps)):
-    out, needed = steps.predict_step(variables, {k: arrays[k] for k in pipeline.VIEW_KEYS}, caps, model, keys,
+    out, needed = steps.predict_step(variables, view.replace(xyz=None, offset_target=None), caps, model, keys,
                                      **inputs)
   sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
   return {k: np.asarray(v) for k, v in out.items()}

@@ -30,10 +30,10 @@ from ws3d_jax.geometry import cluster
 from ws3d_jax.losses.instance_objective import InstanceObjective, score_targets
 from ws3d_jax.losses.objective import Objective
 from ws3d_jax.losses.targets import Instances
-from ws3d_jax.models.pointgroup import PointGroupNet
+from ws3d_jax.models.pointgroup import PointGroupNet, Proposals
 from ws3d_jax.models.ws3d import WS3DNet
 from ws3d_jax.train import evaluate
-from ws3d_jax.train.steps import VIEWS, BatchReader, device_arrays, predict_step, semantic_targets, views_of
+from ws3d_jax.train.steps import BatchReader, predict_step, semantic_targets
 from ws3d_jax.train.tasks.base import Task
 
 
@@ -84,20 +84,19 @@ def cluster_scene(xyz, offsets, semantic_pred, settings: InstanceSettings) -> cl
                          ignore_classes=i.ignore_ids, shift_radius=i.shift_radius)
 
 
-def pack_proposals(groups: list, max_proposals: int, members: int) -> tuple[dict, int]:
-  """Padded proposal arrays from (point indices into the batch, ScoreNet target) per proposal,
-  in priority order: those past ``max_proposals`` or past the membership capacity are left out.
-  Returns (arrays, number left out)."""
-  out = {'proposal_point': np.zeros(members, np.int32), 'proposal_id': np.full(members, max_proposals, np.int32),
-         'proposal_valid': np.zeros(max_proposals, bool), 'proposal_target': np.zeros(max_proposals, np.float32)}
+def pack_proposals(groups: list, max_proposals: int, members: int) -> tuple[Proposals, int]:
+  """Padded proposals from (point indices into the batch, ScoreNet target) per proposal, in
+  priority order: those past ``max_proposals`` or past the membership capacity are left out.
+  Returns (proposals, number left out)."""
+  out = Proposals.empty(max_proposals, members)
   k = 0
   for j, (points, target) in enumerate(groups[:max_proposals]):
     if k + len(points) > members:
       return out, len(groups) - j
-    out['proposal_point'][k:k + len(points)] = points
-    out['proposal_id'][k:k + len(points)] = j
-    out['proposal_valid'][j] = True
-    out['proposal_target'][j] = target
+    out.point[k:k + len(points)] = points
+    out.id[k:k + len(points)] = j
+    out.valid[j] = True
+    out.target[j] = target
     k += len(points)
   return out, max(0, len(groups) - max_proposals)
 
@@ -108,18 +107,19 @@ def proposal_members(props: cluster.Proposals) -> list:
   return np.split(props.point_idx[order], np.cumsum(props.sizes())[:-1])
 
 
-def batch_proposals(logits, offsets, shard: dict, settings: InstanceSettings, max_proposals: int) -> tuple[dict, int]:
-  """Proposals of the labeled scenes of one shard, largest first, each with its ScoreNet target
-  (PointGroup's soft target of its best IoU with a ground-truth instance)."""
-  view = shard['view0']
-  point_batch, instance = shard['point_batch'], shard['instance']
+def batch_proposals(logits, offsets, shard, settings: InstanceSettings, max_proposals: int) -> tuple[Proposals, int]:
+  """Proposals of the labeled scenes of one shard (a data.pipeline.Batch without its device
+  axis), largest first, each with its ScoreNet target (PointGroup's soft target of its best IoU
+  with a ground-truth instance)."""
+  view = shard.views[0]
+  point_batch, instance = shard.point_batch, shard.instance
   groups = []
   for b in np.unique(point_batch[point_batch >= 0]):
     idx = np.flatnonzero(point_batch == b)
     gt = instance[idx]
     if not (gt > 0).any():
       continue  # an unlabeled scene: no targets for its proposals
-    props = cluster_scene(view['xyz'][idx], offsets[idx], logits[idx].argmax(-1), settings)
+    props = cluster_scene(view.xyz[idx], offsets[idx], logits[idx].argmax(-1), settings)
     if not props.num_proposals:
       continue
     _, local_gt = np.unique(gt, return_inverse=True)  # 0 stays 0: it is the smallest id
@@ -127,7 +127,7 @@ def batch_proposals(logits, offsets, shard: dict, settings: InstanceSettings, ma
     targets = np.asarray(score_targets(best, settings.score_fg, settings.score_bg))
     groups += [(idx[m], t) for m, t in zip(proposal_members(props), targets)]
   groups.sort(key=lambda g: -len(g[0]))
-  return pack_proposals(groups, max_proposals, len(shard['proposal_id']))
+  return pack_proposals(groups, max_proposals, len(shard.proposals.id))
 
 
 def make_before_step(settings: InstanceSettings, eval_model, total_steps: int):
@@ -141,20 +141,21 @@ def make_before_step(settings: InstanceSettings, eval_model, total_steps: int):
     if not settings.w_score or step <= start:
       return batch
     filled = []
-    for d in range(batch['proposal_id'].shape[0]):
-      shard = jax.tree.map(lambda x: x[d], device_arrays(batch))
+    for d in range(batch.proposals.id.shape[0]):
+      shard = jax.tree.map(lambda x: x[d], batch.on_device())
       variables = jax.tree.map(lambda x: x[d], {'params': state.params, 'batch_stats': state.batch_stats})
-      out, _ = predict_step(variables, shard['view0'], batch['caps'], eval_model, ('logits', 'offsets'),
-                            xyz=shard['view0']['xyz'])
-      arrays, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, settings,
-                                        batch['proposal_valid'].shape[1])
+      view = shard.views[0]
+      out, _ = predict_step(variables, view.replace(xyz=None, offset_target=None), batch.caps, eval_model,
+                            ('logits', 'offsets'), xyz=view.xyz)
+      proposals, dropped = batch_proposals(np.asarray(out['logits']), np.asarray(out['offsets']), shard, settings,
+                                           batch.proposals.valid.shape[1])
       if dropped and not warned:
         warned = True
         logging.warning('step %d: %d proposals past instance.max_proposals=%d left out of the ScoreNet batch '
                         '(the largest are kept); raise it if this repeats', step, dropped,
                         settings.max_proposals)
-      filled.append(arrays)
-    return {**batch, **pipeline.stack_trees(filled)}
+      filled.append(proposals)
+    return batch.replace(proposals=pipeline.stack_trees(filled))
 
   return before_step
 
@@ -166,7 +167,7 @@ def predict_scene(variables, scene: dict, ev: evaluate.EvalSpec, profile, model)
   i = ev.task_settings
   n = len(scene['xyz'])
   arrays, caps = evaluate.scene_arrays(scene, ev.voxel_size, profile)
-  out = evaluate.predict_arrays(variables, arrays, caps, model, ('logits', 'offsets'), xyz=arrays['xyz'])
+  out = evaluate.predict_arrays(variables, arrays, caps, model, ('logits', 'offsets'), xyz=arrays.xyz)
   logits, offsets = out['logits'][:n], out['offsets'][:n]
   pred = logits.argmax(-1)
   props = cluster_scene(scene['xyz'], offsets, pred, i)
@@ -178,14 +179,14 @@ def predict_scene(variables, scene: dict, ev: evaluate.EvalSpec, profile, model)
   capacity = 1 << int(np.ceil(np.log2(max(props.num_proposals, 8))))
   members = proposal_members(props)
   order = sorted(range(len(members)), key=lambda j: -len(members[j]))
-  arrays_p, _ = pack_proposals([(members[j], 0.0) for j in order], capacity, 2 * caps.points)
+  proposals, _ = pack_proposals([(members[j], 0.0) for j in order], capacity, 2 * caps.points)
   classes = props.semantic[order]
-  score_logits = evaluate.predict_arrays(variables, arrays, caps, model, ('proposal_scores',), xyz=arrays['xyz'],
-                                         proposals=jax.tree.map(jnp.asarray, arrays_p))['proposal_scores']
+  score_logits = evaluate.predict_arrays(variables, arrays, caps, model, ('proposal_scores',), xyz=arrays.xyz,
+                                         proposals=jax.tree.map(jnp.asarray, proposals))['proposal_scores']
   scores = 1.0 / (1.0 + np.exp(-score_logits[:len(order)]))
   masks = np.zeros((len(order), n), bool)
-  valid = arrays_p['proposal_id'] < capacity
-  masks[arrays_p['proposal_id'][valid], arrays_p['proposal_point'][valid]] = True
+  valid = proposals.id < capacity
+  masks[proposals.id[valid], proposals.point[valid]] = True
   keep = cluster.nms(masks, scores, i.nms_iou)
   keep = [k for k in keep if scores[k] > i.score_threshold and masks[k].sum() >= i.min_instance_points]
   if not keep:
@@ -237,19 +238,15 @@ def format_summary(summary: dict) -> str:
 
 # --- how the step reads an instance batch ---------------------------------------------------------
 
-PROPOSAL_KEYS = ('proposal_point', 'proposal_id', 'proposal_valid', 'proposal_target')
-
-
-def model_inputs(batch: dict, view: str) -> dict:
+def model_inputs(batch, view: int) -> dict:
   """PointGroupNet's extra inputs: the view's point coordinates, and on the first view the
   proposals the ScoreNet rates."""
-  proposals = {k: batch[k] for k in PROPOSAL_KEYS} if view == VIEWS[0] else None
-  return {'xyz': batch[view]['xyz'], 'proposals': proposals}
+  return {'xyz': batch.views[view].xyz, 'proposals': batch.proposals if view == 0 else None}
 
 
-def targets(batch: dict):
-  instances = Instances(id=batch['instance'], offsets=tuple(batch[v]['offset_target'] for v in views_of(batch)),
-                        proposal_target=batch['proposal_target'], proposal_valid=batch['proposal_valid'])
+def targets(batch):
+  instances = Instances(id=batch.instance, offsets=tuple(v.offset_target for v in batch.views),
+                        proposal_target=batch.proposals.target, proposal_valid=batch.proposals.valid)
   return semantic_targets(batch).replace(instances=instances)
 
 
