@@ -119,7 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
   # every batch padded to it); worth it where compiles cost more than padding (small CPU runs).
   c.buckets = ml_collections.ConfigDict(dict(headroom=1.25, growth=1.25, min_voxels=1024, pin=False))
   # schedule: 'step' (the paper's: x decay_factor every decay_every_epochs), 'cosine' or 'poly'
-  # (to 0 over the run; poly_power for 'poly'): ws3d_jax/train/parts.py
+  # (to 0 over the run; poly_power for 'poly'): ws3d_jax/train/run_builder.py
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, schedule='step', decay_factor=0.2, decay_every_epochs=50,
                                            poly_power=0.9, grad_clip=0.0))
 

@@ -45,7 +45,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(autouse=True)
 def _release_compiled_programs():
   """The suite compiles hundreds of programs in one process; XLA:CPU maps each kernel on its
-  own, and past vm.max_map_count the process aborts inside LLVM (ws3d_jax/train/memory_maps.py)."""
-  from ws3d_jax.train import memory_maps
-  memory_maps.release_compiled_if_crowded()
+  own, and past vm.max_map_count the process aborts inside LLVM (ws3d_jax/train/mapping_limit.py)."""
+  from ws3d_jax.train import mapping_limit
+  mapping_limit.release_compiled_if_crowded()
   yield

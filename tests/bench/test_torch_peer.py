@@ -44,7 +44,7 @@ def _peer(case):
 def test_logits_match(case, train):
   _, _, geom, model, feats, variables = case
   out = model.apply(variables, feats, geom, train=train, mutable=['batch_stats'] if train else False)
-  ours = np.asarray((out[0] if train else out)['logits'])[np.asarray(geom.point_valid)]
+  ours = np.asarray((out[0] if train else out).logits)[np.asarray(geom.point_valid)]
   net, x = _peer(case)
   with torch.no_grad():
     theirs = net.point_logits(x, train=train).numpy()
@@ -60,7 +60,7 @@ def test_loss_gradient_matches(case):
   def loss(params):
     out, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, feats, geom, train=True,
                          mutable=['batch_stats'])
-    ce = optax.softmax_cross_entropy_with_integer_labels(out['logits'], labels)
+    ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels)
     return jnp.sum(ce * valid) / valid.sum()
 
   grads = jax.grad(loss)(variables['params'])

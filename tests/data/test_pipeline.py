@@ -5,6 +5,7 @@ import pytest
 from ws3d_jax import sparse
 from ws3d_jax.data import augment as aug
 from ws3d_jax.data import pipeline
+from ws3d_jax.train import run_builder
 from ws3d_jax.data.labels import IGNORE_LABEL
 
 
@@ -21,9 +22,9 @@ def _scene(seed, n=400):
 def _profile(scenes):
   batcher = pipeline.Batcher(0.1, sparse.BucketProfile((1.0,) * 5, (27.0,) * 5, 10.0, 10.0, 10.0))
   batch = batcher([pipeline.make_element(s, np.random.default_rng(0), aug.AugmentParams(), 2) for s in scenes])
-  v = batch['view0']
-  counts = sparse.count_structure(v['coords'][v['voxel_valid']], int(v['point_valid'].sum()), 5,
-                                  int(batch['region_valid'].sum()), int(batch['pair_valid'].sum()))
+  v = batch.views[0]
+  counts = sparse.count_structure(v.coords[v.voxel_valid], int(v.point_valid.sum()), 5,
+                                  int(batch.regions.valid.sum()), int(batch.regions.pair_valid.sum()))
   return sparse.BucketProfile.from_counts(counts, headroom=1.3, min_voxels=64)
 
 
@@ -37,7 +38,7 @@ def test_augment_is_rigid_up_to_scale_and_keeps_points():
   np.testing.assert_allclose(xyz[:, 2] - xyz[:, 2].mean(), s['xyz'][:, 2] - s['xyz'][:, 2].mean(), atol=1e-5)
   np.testing.assert_array_equal(feats, s['features'])
   with pytest.raises(ValueError, match='unknown augmentation field'):
-    aug.AugmentParams.from_config({'rotat': 1.0})
+    run_builder.augment_params({'rotat': 1.0})
 
 
 def test_subset_scene_renumbers_regions_and_drops_their_pairs():
@@ -55,21 +56,21 @@ def test_two_view_batch_shares_capacities_and_regions():
   batcher = pipeline.Batcher(0.1, _profile(scenes))
   rng = np.random.default_rng(4)
   batch = batcher([pipeline.make_element(s, rng, aug.AugmentParams(), 2) for s in scenes])
-  caps = batch['caps']
-  for v in ('view0', 'view1'):
-    assert batch[v]['coords'].shape[0] == caps.voxels[0]
-    assert batch[v]['point_valid'].sum() == 700
+  caps = batch.caps
+  for view in batch.views:
+    assert view.coords.shape[0] == caps.voxels[0]
+    assert view.point_valid.sum() == 700
   # The views are different voxelizations of the same points.
-  assert not np.array_equal(batch['view0']['point2voxel'], batch['view1']['point2voxel'])
-  labels = batch['labels']
+  assert not np.array_equal(batch.views[0].point2voxel, batch.views[1].point2voxel)
+  labels = batch.labels
   np.testing.assert_array_equal(labels[:700], np.concatenate([s['semantic'] for s in scenes]))
   assert (labels[700:] == IGNORE_LABEL).all()
   # Regions are numbered globally: the second scene's regions come after the first's four.
-  assert batch['region_valid'].sum() == 8
-  np.testing.assert_array_equal(batch['region_id'][400:700], scenes[1]['region_id'] + 4)
-  assert (batch['region_id'][700:] == caps.regions).all()
-  np.testing.assert_array_equal(batch['region_pairs'][4:8], scenes[1]['region_pairs'] + 4)
-  np.testing.assert_array_equal(batch['region_batch'][:8], [0] * 4 + [1] * 4)
+  assert batch.regions.valid.sum() == 8
+  np.testing.assert_array_equal(batch.regions.id[400:700], scenes[1]['region_id'] + 4)
+  assert (batch.regions.id[700:] == caps.regions).all()
+  np.testing.assert_array_equal(batch.regions.pairs[4:8], scenes[1]['region_pairs'] + 4)
+  np.testing.assert_array_equal(batch.regions.scene[:8], [0] * 4 + [1] * 4)
 
 
 def test_stream_is_seeded_and_prefetched():
@@ -79,9 +80,9 @@ def test_stream_is_seeded_and_prefetched():
                                                                    num_views=2)] for _ in range(3)]
   a, b, c = take(7), take(7), take(8)
   for x, y in zip(a, b):
-    np.testing.assert_array_equal(x['scene_id'], y['scene_id'])
-    np.testing.assert_array_equal(x['view1']['features'], y['view1']['features'])
-  assert any(not np.array_equal(x['scene_id'], y['scene_id']) for x, y in zip(a, c))
+    np.testing.assert_array_equal(x.scene_id, y.scene_id)
+    np.testing.assert_array_equal(x.views[1].features, y.views[1].features)
+  assert any(not np.array_equal(x.scene_id, y.scene_id) for x, y in zip(a, c))
   with pytest.raises(ValueError, match='empty'):
     pipeline.training_stream([], 2, 0, batcher, aug.AugmentParams())
 
@@ -93,15 +94,15 @@ def test_sharded_batch_pads_every_device_to_the_same_capacities():
   flat = pipeline.Batcher(0.1, _profile(scenes[:2]))
   batcher = pipeline.Batcher(0.1, flat.profile, num_shards=2)
   batch = batcher(elements)
-  caps = batch['caps']
-  assert batch['view0']['coords'].shape[:2] == (2, caps.voxels[0])
+  caps = batch.caps
+  assert batch.views[0].coords.shape[:2] == (2, caps.voxels[0])
   # Device 0 holds scenes 0 and 1, device 1 scenes 2 and 3, each with its own region numbering.
-  assert batch['view0']['point_valid'][0].sum() == 700 and batch['view1']['point_valid'][1].sum() == 550
-  np.testing.assert_array_equal(batch['labels'][1][:300], scenes[2]['semantic'])
-  assert batch['region_valid'][0].sum() == 8 and batch['region_valid'][1].sum() == 8
-  np.testing.assert_array_equal(batch['region_labeled'][1][:8], [True] * 4 + [False] * 4)
+  assert batch.views[0].point_valid[0].sum() == 700 and batch.views[1].point_valid[1].sum() == 550
+  np.testing.assert_array_equal(batch.labels[1][:300], scenes[2]['semantic'])
+  assert batch.regions.valid[0].sum() == 8 and batch.regions.valid[1].sum() == 8
+  np.testing.assert_array_equal(batch.regions.labeled[1][:8], [True] * 4 + [False] * 4)
   # The shared capacities fit the larger shard: a flat batch of its scenes plans the same.
-  assert flat(elements[:2])['caps'] == caps
+  assert flat(elements[:2]).caps == caps
   with pytest.raises(ValueError, match='do not split over 2 devices'):
     batcher(elements[:3])
 
@@ -114,11 +115,11 @@ def test_ws3d_stream_mixes_branches_and_resumes_at_a_step():
   full = stream(0)
   batches = [next(full) for _ in range(4)]
   for b in batches:
-    assert b['scene_id'][0] in {s['scene_id'] for s in lab}
-    assert set(b['scene_id'][1:]) <= {s['scene_id'] for s in unl}
-    assert b['region_labeled'][:4].all() and not b['region_labeled'][4:b['region_valid'].sum()].any()
+    assert b.scene_id[0] in {s['scene_id'] for s in lab}
+    assert set(b.scene_id[1:]) <= {s['scene_id'] for s in unl}
+    assert b.regions.labeled[:4].all() and not b.regions.labeled[4:b.regions.valid.sum()].any()
   resumed = next(stream(3))
-  np.testing.assert_array_equal(resumed['scene_id'], batches[3]['scene_id'])
-  np.testing.assert_array_equal(resumed['view1']['features'], batches[3]['view1']['features'])
+  np.testing.assert_array_equal(resumed.scene_id, batches[3].scene_id)
+  np.testing.assert_array_equal(resumed.views[1].features, batches[3].views[1].features)
   with pytest.raises(ValueError, match='unlabeled set is empty'):
     pipeline.ws3d_stream(lab, [], 1, 2, 5, batcher, aug.AugmentParams())

@@ -8,11 +8,10 @@ import pytest
 from configs import synthetic
 from tests.sizes import tiny
 from ws3d_jax.data import pipeline
-from ws3d_jax.data.augment import AugmentParams
 from ws3d_jax import sparse
 from ws3d_jax.diagnostics.term_gradients import READER, TERMS, summarize, term_gradients
-from ws3d_jax.train import parts, steps
-from ws3d_jax.train.batching import device_arrays, fitted_batcher
+from ws3d_jax.data.batch_fitting import fitted_batcher
+from ws3d_jax.train import run_builder, steps
 
 
 def test_summary_shares_and_cosines_by_hand():
@@ -47,21 +46,21 @@ def test_term_gradients_add_up_to_the_objective_gradient():
   labeled, unlabeled = _scene(rng), _scene(rng)
   unlabeled['semantic'] = np.full_like(unlabeled['semantic'], 255)
   unlabeled['labeled'], labeled['labeled'] = False, True
-  aug = AugmentParams.from_config(config.data.augment)
+  aug = run_builder.augment_params(config.data.augment)
   elements = [pipeline.make_element(s, rng, aug, 2) for s in (labeled, unlabeled)]
   config.data.voxel_size = 0.1
-  batch = fitted_batcher(config, elements)(elements)
-  model = parts.make_model(config, 4, bn_axis=None)
-  objective = parts.make_objective(config, 4, axis_name=None)
-  arrays = device_arrays(batch)
-  geom = sparse.geometry_of(arrays['view0'], batch['caps'], model.spec.chunk_sizes())
-  variables = model.init(jax.random.PRNGKey(0), arrays['view0']['features'], geom)
+  model = run_builder.ws3d_net(config, 4, bn_axis=None)
+  batch = fitted_batcher(run_builder.batching_spec(config), elements, model.spec.num_levels)(elements)
+  objective = run_builder.objective(config, 4, axis_name=None)
+  arrays = batch.on_device()
+  geom = sparse.geometry_of(arrays.views[0], batch.caps, model.spec.chunk_sizes())
+  variables = model.init(jax.random.PRNGKey(0), arrays.views[0].features, geom)
   grads = term_gradients(variables['params'], variables['batch_stats'], model, objective, batch,
                          jax.random.PRNGKey(1))
   assert set(grads) == set(TERMS) and all(np.linalg.norm(g) > 0 for g in grads.values())
 
   def total(params):
-    geoms = steps.view_geometries(arrays, batch['caps'], model)
+    geoms = steps.view_geometries(arrays, batch.caps, model)
     outputs, _ = steps.forward_views(model, {'params': params, 'batch_stats': variables['batch_stats']}, arrays,
                                      geoms, READER)
     return objective(outputs, geoms, READER.targets(arrays), jax.random.PRNGKey(1))[0]

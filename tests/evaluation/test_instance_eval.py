@@ -1,4 +1,4 @@
-"""Tests of ws3d_jax.evaluation.instance against hand-computed ScanNet instance AP values.
+"""Tests of ws3d_jax.evaluation.instance_ap against hand-computed ScanNet instance AP values.
 
 Each expected number is derived in a comment from the rules of the official
 evaluate_semantic_instance.py (ScanNet/ScanNet BenchmarkScripts/3d_evaluation): a match needs
@@ -16,7 +16,7 @@ import open3d as o3d
 import pytest
 
 from ws3d_jax.data import labels, ply
-from ws3d_jax.evaluation import instance
+from ws3d_jax.evaluation import instance_ap as instance
 
 WALL, FLOOR, CABINET, CHAIR, TABLE = 0, 1, 2, 4, 6
 VOID = labels.IGNORE_LABEL

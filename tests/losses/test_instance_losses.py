@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ws3d_jax.data.pipeline import offset_targets
-from ws3d_jax.losses.instance import offset_losses, score_loss, score_targets
+from ws3d_jax.losses.instance_objective import offset_losses, score_loss, score_targets
 
 
 def test_offset_targets_point_to_instance_centre():

@@ -10,6 +10,7 @@ from ws3d_jax.losses.energy import EnergyParams
 from ws3d_jax.losses.objective import BoundaryObjective, Objective
 from ws3d_jax.losses.schedule import Ramp
 from ws3d_jax.losses.targets import Regions, Targets
+from ws3d_jax.models.minkunet import NetOutputs
 
 IGNORE = 255
 
@@ -34,7 +35,7 @@ def _outputs(seed):
   rng = np.random.default_rng(seed)
   logits = jnp.asarray(rng.normal(0, 2, (10, 3)), jnp.float32)
   emb = jnp.asarray(rng.normal(0, 1, (6, 4)), jnp.float32)  # voxel embeddings of the one stage
-  return {'logits': logits, 'embeddings': (emb,), 'contrast_stages': (0,)}
+  return NetOutputs(logits=logits, voxel_logits=None, features=None, stages=(), embeddings=(emb,), contrast_stages=(0,))
 
 
 def _geom():
@@ -55,15 +56,15 @@ def test_energy_reads_only_unlabeled_regions_and_pairs():
   loss, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
   expected = 0.0
   for o in outs:
-    p = _region_probs(o['logits'], batch.regions.id, 4)
+    p = _region_probs(o.logits, batch.regions.id, 4)
     unary = -(np.log(p[2].max()) + np.log(p[3].max())) / 2  # mean over the 2 unlabeled regions
     d = np.linalg.norm(p[2] - p[3])
     pairwise = max(0.5 - d, 0.0) ** 2  # the one unlabeled pair is a boundary pair: pushed apart
     expected += unary + pairwise
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   # Labeled points get no gradient from the energy.
-  grad = jax.grad(lambda l: obj([dict(outs[0], logits=l), outs[1]], [_geom(), _geom()], batch,
-                                jax.random.PRNGKey(0))[0])(outs[0]['logits'])
+  grad = jax.grad(lambda l: obj([outs[0].replace(logits=l), outs[1]], [_geom(), _geom()], batch,
+                                jax.random.PRNGKey(0))[0])(outs[0].logits)
   assert np.all(np.asarray(grad)[:4] == 0) and np.any(np.asarray(grad)[4:8] != 0)
 
 
@@ -73,7 +74,7 @@ def test_cross_entropy_averages_labeled_points_over_the_two_views():
   loss, terms = obj(outs, [_geom(), _geom()], batch, jax.random.PRNGKey(0))
   expected = 0.0
   for o in outs:
-    logits = np.asarray(o['logits'])[:3]
+    logits = np.asarray(o.logits)[:3]
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected += -(logp[0, 0] + logp[1, 0] + logp[2, 1]) / 3 / 2
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
@@ -90,7 +91,7 @@ def test_contrast_anchors_are_confident_unlabeled_regions_and_sce_labeled_ones()
   # SCE by hand: anchors 0 and 1; region 0's negative is region 1 (other label) and vice versa.
   f = []
   for o in outs:
-    pooled = np.stack([np.asarray(o['embeddings'][0])[k] for k in range(2)])
+    pooled = np.stack([np.asarray(o.embeddings[0])[k] for k in range(2)])
     f.append(pooled / np.linalg.norm(pooled, axis=-1, keepdims=True))
   sim = f[0] @ f[1].T / 0.5
   sce = np.mean([np.log(np.exp(sim[a]).sum()) - sim[a, a] for a in range(2)])
@@ -101,7 +102,7 @@ def test_contrast_anchors_are_confident_unlabeled_regions_and_sce_labeled_ones()
 def test_boundary_focal_loss_ignores_unlabeled_points():
   logits = jnp.array([[2.0], [-1.0], [5.0]])
   batch = Targets(labels=jnp.array([1, 0, IGNORE]))
-  loss, _ = BoundaryObjective(alpha=2.0)([{'logits': logits}], None, batch, None)
+  loss, _ = BoundaryObjective(alpha=2.0)([NetOutputs(logits=logits, voxel_logits=None, features=None, stages=())], None, batch, None)
   b = 1 / (1 + np.exp(-np.array([2.0, -1.0])))
   expected = (-(1 - b[0]) ** 2 * np.log(b[0]) - b[1] ** 2 * np.log(1 - b[1])) / 2
   np.testing.assert_allclose(loss, expected, rtol=1e-5)

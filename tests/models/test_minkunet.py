@@ -40,7 +40,7 @@ def _run(variables, scenes, profile, spec=TINY, train=True, dtype=jnp.float32):
   arrays = {k: jnp.asarray(getattr(batch, k)) for k in ('coords', 'features', 'voxel_valid', 'point2voxel',
                                                          'point_valid')}
   out = _forward(variables, arrays, caps, spec, train, dtype)
-  return np.asarray(out['logits'])[batch.point_valid], out, caps
+  return np.asarray(out.logits)[batch.point_valid], out, caps
 
 
 def _init(scenes, spec=TINY):
@@ -60,8 +60,8 @@ def test_outputs_and_stages():
   logits, out, caps = _run(variables, scenes, _profile(scenes, 1.0))
   assert logits.shape == (sum(len(s[0]) for s in scenes), 5)
   assert np.isfinite(logits).all() and np.abs(logits).max() > 0
-  assert [s.shape[0] for s in out['stages']] == list(caps.voxels)
-  assert [s.shape[1] for s in out['stages']] == [8] * 5
+  assert [s.shape[0] for s in out.stages] == list(caps.voxels)
+  assert [s.shape[1] for s in out.stages] == [8] * 5
 
 
 def test_padding_invariance():
@@ -99,7 +99,7 @@ def test_bfloat16_compute_tracks_the_float32_reference():
   profile = _profile(scenes, 1.0)
   reference, _, _ = _run(variables, scenes, profile, train=False)
   low, out, _ = _run(variables, scenes, profile, train=False, dtype=jnp.bfloat16)
-  assert out['logits'].dtype == jnp.float32 and out['stages'][2].dtype == jnp.bfloat16
+  assert out.logits.dtype == jnp.float32 and out.stages[2].dtype == jnp.bfloat16
   error = np.linalg.norm(low - reference) / np.linalg.norm(reference)
   assert 0 < error < 0.05, error  # bf16 keeps ~3 significant digits; parameters stay float32
 
@@ -118,7 +118,7 @@ def test_compile_count_is_bounded_by_buckets():
       geom = sparse.geometry_of(batch, caps, TINY.chunk_sizes())
       out, _ = minkunet.MinkUNet(num_classes=5, spec=TINY).apply(
           {**variables, 'params': params}, batch['features'], geom, train=True, mutable=['batch_stats'])
-      return jnp.sum(out['logits'] ** 2)
+      return jnp.sum(out.logits ** 2)
     return jax.grad(loss)(variables['params'])
 
   rng = np.random.default_rng(5)

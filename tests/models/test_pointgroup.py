@@ -3,8 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ws3d_jax.models.pointgroup import ScoreNet, empty_proposals
-from ws3d_jax.train.tasks.instance import pack_proposals
+from ws3d_jax.models.pointgroup import Proposals, ScoreNet
+from ws3d_jax.train.tasks.instance_segmentation import pack_proposals
 
 
 def _reference(params, feats, xyz, members):
@@ -25,7 +25,7 @@ def test_scorenet_matches_a_per_proposal_loop_and_ignores_padding():
   # Point 7 is in two proposals (one from each coordinate set), as PointGroup's dual sets allow.
   members = [np.array([0, 3, 7, 9]), np.array([7, 8, 20, 21, 22]), np.array([30])]
   arrays, dropped = pack_proposals([(m, 0.5) for m in members], max_proposals=6, members=80)
-  assert dropped == 0 and arrays['proposal_valid'].sum() == 3
+  assert dropped == 0 and arrays.valid.sum() == 3
   net = ScoreNet(hidden=8)
   proposals = jax.tree.map(jnp.asarray, arrays)
   params = net.init(jax.random.PRNGKey(1), feats, xyz, proposals)['params']
@@ -41,10 +41,10 @@ def test_scorenet_matches_a_per_proposal_loop_and_ignores_padding():
 def test_pack_proposals_keeps_the_first_in_priority_order_and_counts_the_rest():
   groups = [(np.arange(5), 1.0), (np.arange(4), 0.2), (np.arange(3), 0.0)]
   arrays, dropped = pack_proposals(groups, max_proposals=2, members=20)
-  assert dropped == 1 and arrays['proposal_valid'].tolist() == [True, True]
-  np.testing.assert_allclose(arrays['proposal_target'], [1.0, 0.2])
-  assert (arrays['proposal_id'] < 2).sum() == 9
+  assert dropped == 1 and arrays.valid.tolist() == [True, True]
+  np.testing.assert_allclose(arrays.target, [1.0, 0.2])
+  assert (arrays.id < 2).sum() == 9
   arrays, dropped = pack_proposals(groups, max_proposals=3, members=8)  # membership capacity runs out
-  assert dropped == 2 and arrays['proposal_valid'].tolist() == [True, False, False]
-  empty = empty_proposals(4, 10)
-  assert not np.asarray(empty['proposal_valid']).any() and (np.asarray(empty['proposal_id']) == 4).all()
+  assert dropped == 2 and arrays.valid.tolist() == [True, False, False]
+  empty = Proposals.empty(4, 10)
+  assert not empty.valid.any() and (empty.id == 4).all()

@@ -6,7 +6,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from ws3d_jax.train import steps
-from ws3d_jax.train.boundary import from_main_backbone
+from ws3d_jax.train.boundary_network import from_main_backbone
 
 
 def _boundary_state():

@@ -1,7 +1,7 @@
 """The boundary network's decision threshold: the F1-maximising cut, checked against brute force."""
 import numpy as np
 
-from ws3d_jax.train.boundary import f1_threshold
+from ws3d_jax.train.boundary_network import f1_threshold
 
 
 def _f1(pred, truth):

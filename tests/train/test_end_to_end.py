@@ -17,7 +17,7 @@ from tests.sizes import tiny
 from ws3d_jax.data import labels as label_defs
 from ws3d_jax.data import sources
 from ws3d_jax.diagnostics import term_gradients
-from ws3d_jax.train import trainer
+from ws3d_jax.train import run_builder, trainer
 
 pytestmark = pytest.mark.slow  # the main job end to end, several times over one workdir
 
@@ -78,7 +78,7 @@ def test_smoke_run_trains_resumes_evaluates_and_stops_on_nan(tmp_path, caplog):
   from tensorboard.plugins.mesh import plugin_data_pb2
   vertex, colour = plugin_data_pb2.MeshPluginData.VERTEX, plugin_data_pb2.MeshPluginData.COLOR
   clouds = _mesh_clouds(work / 'tensorboard')
-  eval_scenes = sources.load_experiment(config, work).eval_scenes
+  eval_scenes = sources.load_experiment(run_builder.data_spec(config), work).eval_scenes
   shown = [eval_scenes[i]['scene_id'] for i in range(min(config.eval.tensorboard_scenes, len(eval_scenes)))]
   assert set(clouds) == {f'scenes/{sid}/{k}' for sid in shown for k in ('ground_truth', 'prediction')}
   scene = eval_scenes[0]

@@ -5,7 +5,7 @@ after the first third of the steps), evaluation on the ScanNet AP protocol, expo
 It runs in the suite's own process. It once ran in a fresh interpreter because XLA:CPU aborted
 while compiling its proposal pass late in the suite; the cause was the process's memory
 mappings (every compiled kernel is mapped on its own; Linux stops a process at
-vm.max_map_count, docs/results.md), which train/memory_maps.py now keeps in check before every
+vm.max_map_count, docs/results.md), which train/mapping_limit.py now keeps in check before every
 test and every run. Measured: this test alone adds 25,300 mappings, 39% of the 65,530 limit, on
 top of at most 40% left by earlier tests.
 """
@@ -22,9 +22,9 @@ pytestmark = pytest.mark.slow  # the instance job end to end
 
 
 def test_instance_smoke_run(tmp_path):
-  from ws3d_jax.train import memory_maps
+  from ws3d_jax.train import mapping_limit
   run(tmp_path)
-  assert memory_maps.mapping_count() < 0.9 * memory_maps.mapping_limit() or not memory_maps.mapping_limit()
+  assert mapping_limit.mapping_count() < 0.9 * mapping_limit.mapping_limit() or not mapping_limit.mapping_limit()
 
 
 def run(tmp: str):

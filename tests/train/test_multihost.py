@@ -25,6 +25,7 @@ from configs import synthetic
 from tests.conftest import REPO
 from tests.sizes import TINY_FLAGS
 from ws3d_jax.data import sources
+from ws3d_jax.train import run_builder
 
 pytestmark = pytest.mark.slow  # three launch.py processes train, twice more after the pre-emption
 
@@ -87,7 +88,7 @@ def _assert_same_state(a, b) -> None:
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path):
   config = synthetic.get_config('smoke')
   config.data.data_dir = str(tmp_path / 'tfds')
-  sources.load_sources(config)  # built once, before three processes read it
+  sources.load_sources(run_builder.data_spec(config))  # built once, before three processes read it
 
   # The three processes at once: they mostly compile, one core each.
   single, multi = tmp_path / 'single', tmp_path / 'multi'

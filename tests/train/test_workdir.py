@@ -10,7 +10,7 @@ from configs import synthetic
 from tests.conftest import REPO
 from ws3d_jax import files
 from ws3d_jax.data import sources
-from ws3d_jax.train import trainer
+from ws3d_jax.train import run_builder, trainer
 
 
 def test_a_second_run_in_a_held_workdir_refuses(tmp_path):
@@ -60,6 +60,6 @@ def test_a_scene_too_wide_for_the_voxel_keys_is_named_before_training():
   catalog = {'ids': {'train': ['room_a', 'room_b'], 'eval': ['room_c']},
              'span': {'train': [12.0, 5e4], 'eval': [900.0]}}
   with pytest.raises(ValueError, match=r'2 scene\(s\) span more than the 843 m .*room_b \(50000 m\), room_c'):
-    sources.check_spans(catalog, config)
+    sources.check_spans(catalog, run_builder.data_spec(config))
   catalog['span'] = {'train': [12.0, 800.0], 'eval': [30.0]}
-  sources.check_spans(catalog, config)
+  sources.check_spans(catalog, run_builder.data_spec(config))

@@ -37,7 +37,7 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le
   from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
   from ws3d_jax.constants import IGNORE_LABEL  # noqa: PLC0415
   from ws3d_jax.data import sources  # noqa: PLC0415
-  from ws3d_jax.train import boundary  # noqa: PLC0415
+  from ws3d_jax.train import boundary_network, run_builder  # noqa: PLC0415
   from ws3d_jax.train.evaluate import scene_logits  # noqa: PLC0415
 
   config = le.run_config(ratio, 'ws3d', seed, le.FULL, room_seed)
@@ -48,13 +48,14 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le
     config.boundary.init_from = str(le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / 'sup_only')
     config.boundary.init_step = le.warmup_step(config)
   config.boundary.quality_scenes = config.data.num_val
-  data = sources.load_experiment(config, workdir)
+  data = sources.load_experiment(run_builder.data_spec(config), workdir)
+  spec = run_builder.boundary_spec(config)
   t0 = time.time()
-  variables, model, profile = boundary.train_boundary_net(config, data, metric_writers.MultiWriter([]))
+  variables, model, profile = boundary_network.train_boundary_net(spec, data, metric_writers.MultiWriter([]))
   train_seconds = time.time() - t0
   predict = lambda scene: scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
-  threshold = boundary.decision_threshold(config.boundary.threshold, predict, data.labeled)
-  quality = boundary.boundary_quality(predict, threshold, data, config)
+  threshold = boundary_network.decision_threshold(spec.threshold, predict, data.labeled)
+  quality = boundary_network.boundary_quality(predict, threshold, data, spec.quality_scenes)
   logits, truth = [], []
   for i in range(len(data.eval_scenes)):
     scene = data.eval_scenes[i]
@@ -62,7 +63,7 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le
     logits.append(predict(scene)[known])
     truth.append(np.asarray(scene['boundary'], bool)[known])
   logits, truth = np.concatenate(logits), np.concatenate(truth)
-  oracle = boundary.f1_threshold(logits, truth)
+  oracle = boundary_network.f1_threshold(logits, truth)
   pred = logits > oracle
   tp = int((pred & truth).sum())
   best_f1 = 2 * tp / max(int(pred.sum()) + int(truth.sum()), 1)
@@ -77,25 +78,21 @@ def semantic_reference(ratio: int, seed: int, room_seed: int, arm: str, workdir:
   run's predicted labels (``arm``: 'sup_only' or 'ws3d', its final checkpoint): how good boundary
   points can be, knowing the classes as well as that network does."""
   import numpy as np  # noqa: PLC0415
-  import orbax.checkpoint as ocp  # noqa: PLC0415
 
   from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
   from ws3d_jax.constants import IGNORE_LABEL  # noqa: PLC0415
   from ws3d_jax.data import sources  # noqa: PLC0415
   from ws3d_jax.geometry.boundary import label_boundaries  # noqa: PLC0415
-  from ws3d_jax.train import parts  # noqa: PLC0415
-  from ws3d_jax.train.batching import fitted_batcher, sample_elements  # noqa: PLC0415
+  from ws3d_jax.train import run_builder  # noqa: PLC0415
+  from ws3d_jax.train.checkpoints import saved_variables  # noqa: PLC0415
   from ws3d_jax.train.evaluate import scene_logits  # noqa: PLC0415
 
   config = le.run_config(ratio, arm, seed, le.FULL, room_seed)
   settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
   run = le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / arm
-  data = sources.load_experiment(config, workdir)
-  model = parts.make_model(config, len(data.class_names), bn_axis=None)
-  manager = ocp.CheckpointManager((run / 'checkpoints').absolute(), item_handlers=ocp.StandardCheckpointHandler())
-  state = manager.restore(config.train.steps)
-  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-  profile = fitted_batcher(config, sample_elements(data, config)).profile
+  data = sources.load_experiment(run_builder.data_spec(config), workdir)
+  model, profile = run_builder.predict_model_and_profile(config, data)
+  variables, _ = saved_variables(run, config.train.steps)
   tp = fp = fn = 0
   for i in range(len(data.eval_scenes)):
     scene = data.eval_scenes[i]

@@ -134,22 +134,18 @@ def train_run(config, workdir: Path, init_from: Path | None = None) -> dict:
 def run_diagnostics(config, workdir: Path, max_scenes: int = 24) -> dict:
   """Pseudo-label quality of the final model on (the first) unlabeled scenes, and the boundary
   network's quality on the validation rooms (WS3D runs)."""
-  import orbax.checkpoint as ocp  # noqa: PLC0415
-
   from ws3d_jax.data import sources  # noqa: PLC0415
   from ws3d_jax.diagnostics import pseudo_labels  # noqa: PLC0415
-  from ws3d_jax.train import parts  # noqa: PLC0415
-  from ws3d_jax.train.batching import fitted_batcher, sample_elements  # noqa: PLC0415
+  from ws3d_jax.train import run_builder  # noqa: PLC0415
+  from ws3d_jax.train.checkpoints import saved_variables  # noqa: PLC0415
 
   out = {}
-  data = sources.load_experiment(config, workdir)
-  model = parts.make_model(config, len(data.class_names), bn_axis=None)
-  manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
-  state = manager.restore(manager.latest_step())
-  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-  profile = fitted_batcher(config, sample_elements(data, config)).profile
+  data = sources.load_experiment(run_builder.data_spec(config), workdir)
+  model, profile = run_builder.predict_model_and_profile(config, data)
+  variables, _ = saved_variables(workdir)
   if len(data.unlabeled):
-    out['pseudo_labels'] = pseudo_labels.unlabeled_quality(variables, data, config, profile, model, max_scenes)
+    out['pseudo_labels'] = pseudo_labels.unlabeled_quality(variables, data, config.data.voxel_size, config.loss.gamma,
+                                                           profile, model, max_scenes)
   manifest = Path(config.boundary.cache_dir or workdir / 'boundary') / 'manifest.json'
   if manifest.is_file() and config.boundary.enabled and config.loss.boundary_labels:
     out['boundary'] = json.loads(manifest.read_text())['quality']

@@ -57,7 +57,7 @@ def network(cfg: Config, prep: Prepared, name: str, train: bool, impl='pairs', g
   res['layers'], flops = network_flops(model, variables, feats, geom, prep)
   res['useful_gflop'] = {'forward': sig(flops / 1e9), 'train_step': sig(3 * flops / 1e9)}
 
-  fwd = counted_jit(lambda v, f, g: model.apply(v, f, g, train=False)['logits'], traces, 'forward')
+  fwd = counted_jit(lambda v, f, g: model.apply(v, f, g, train=False).logits, traces, 'forward')
   res['forward'] = time_jax(fwd, (variables, feats, geom), cfg.warmup, cfg.net_reps)
   res['forward']['what'] = 'eval-mode forward given the kernel maps (their build time is kernel_map_build)'
   res['useful_gflops_per_s'] = {'forward': sig(flops / 1e9 / (res['forward']['median_ms'] / 1e3))}
@@ -75,7 +75,7 @@ def network(cfg: Config, prep: Prepared, name: str, train: bool, impl='pairs', g
       def loss_fn(params):
         out, state = model.apply({'params': params, 'batch_stats': batch_stats}, feats, geom, train=True,
                                  mutable=['batch_stats'])
-        ce = optax.softmax_cross_entropy_with_integer_labels(out['logits'], labels)
+        ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels)
         return jnp.sum(ce * mask) / jnp.maximum(mask.sum(), 1.0), state['batch_stats']
       (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
       updates, opt_state = tx.update(grads, opt_state, params)
@@ -117,7 +117,7 @@ def network_peer(cfg: Config, prep: Prepared, model, variables, geom, spec, labe
   fns = dict(zip(('forward', 'train_step'), net.functions(np.asarray(prep.arrays['features']), labels)))
   fns = {k: fn for k, fn in fns.items() if k in ours}
   valid = np.asarray(geom.point_valid)
-  ref = np.asarray(model.apply(variables, prep.arrays['features'], geom, train=False)['logits'])[valid]
+  ref = np.asarray(model.apply(variables, prep.arrays['features'], geom, train=False).logits)[valid]
   got = fns['forward']().numpy()
   out = {'impl': 'torch eager, same layer list and parameters: per offset index_select -> mm -> index_add_; '
                  'strided/transposed as gather + einsum; F.batch_norm; autograd; torch.optim.Adam',

@@ -76,28 +76,25 @@ class StepBench:
     import numpy as np  # noqa: PLC0415
 
     from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
-    from ws3d_jax.data.augment import AugmentParams  # noqa: PLC0415
-    from ws3d_jax.train import boundary, setup, steps, tasks  # noqa: PLC0415
-    from ws3d_jax.train.batching import device_arrays  # noqa: PLC0415
+    from ws3d_jax.train import boundary_network, run_builder, steps  # noqa: PLC0415
 
-    t = config.train
-    data = sources.load_experiment(config, workdir)
-    run = setup.make_setup(config, data, tasks.get(config.task))
+    data = sources.load_experiment(run_builder.data_spec(config), workdir)
+    run = run_builder.build(config, data)
+    t = run.train
     self.model, self.objective, self.reader = run.model, run.objective, run.task.reader
-    data = boundary.with_boundary_points(config, data, workdir)
-    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
-                                  run.batcher, AugmentParams.from_config(config.data.augment),
-                                  num_threads=config.data.num_threads)
+    data = boundary_network.with_boundary_points(run.boundary, data, workdir)
+    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
+                                  run.batcher, run.augment, num_threads=t.num_threads)
     t0, drawn = time.perf_counter(), [next(stream) for _ in range(4 * _BATCHES.value)]
     self.pipeline_batches_per_s = len(drawn) / (time.perf_counter() - t0)
-    caps = max({b['caps'] for b in drawn}, key=lambda c: sum(b['caps'] == c for b in drawn))
-    self.batches = [b for b in drawn if b['caps'] == caps][:_BATCHES.value]
+    caps = max({b.caps for b in drawn}, key=lambda c: sum(b.caps == c for b in drawn))
+    self.batches = [b for b in drawn if b.caps == caps][:_BATCHES.value]
     self.caps = caps
     state = steps.create_train_state(jax.random.PRNGKey(config.seed), self.model, run.tx,
-                                     jax.tree.map(lambda x: x[0], self.batches[0]['view0']), caps)
+                                     jax.tree.map(lambda x: x[0], self.batches[0].views[0]), caps)
     self.state = steps.replicate(state)
     self.rng = steps.replicate(jax.random.PRNGKey(1))
-    self.device_batches = [jax.device_put(device_arrays(b)) for b in self.batches]
+    self.device_batches = [jax.device_put(b.on_device()) for b in self.batches]
     self._step = steps.train_step
     self._np = np
     self.i = 0

@@ -19,14 +19,6 @@ class AugmentParams:
   colour_jitter: float = 0.05  # Gaussian on features in [0, 1], when colour_features
   colour_features: bool = True  # features are RGB (indoor) rather than remission (LiDAR)
 
-  @classmethod
-  def from_config(cls, cfg) -> 'AugmentParams':
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(cfg.keys()) - fields
-    if unknown:
-      raise ValueError(f'unknown augmentation field(s) {sorted(unknown)}; known: {sorted(fields)}')
-    return cls(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in cfg.items()})
-
 
 def augment(xyz: np.ndarray, features: np.ndarray, rng: np.random.Generator,
             p: AugmentParams) -> tuple[np.ndarray, np.ndarray]:

@@ -7,9 +7,10 @@
          multi-host run pick it together from all their counts (ws3d_jax/hosts.py)
       -> worker threads, then a background prefetch thread        (grain IterDataset)
 
-A batch is a dict of numpy arrays plus ``caps`` (a hashable sparse.Capacities, passed to the
-jitted step as a static argument). With two views, both views share one set of capacities and
-one set of region arrays (the views hold the same points, so the same regions).
+A batch is a ``Batch`` (a pytree: flax.struct) of numpy arrays, with ``caps`` (a hashable
+sparse.Capacities, a static argument of the jitted step) and the scene names as static fields.
+With two views, both views share one set of capacities and one set of region arrays (the views
+hold the same points, so the same regions).
 """
 from __future__ import annotations
 
@@ -17,13 +18,47 @@ import dataclasses
 from typing import Sequence
 
 import grain
+import jax
 import numpy as np
+from flax import struct
 
 from ws3d_jax import hosts, sparse
 from ws3d_jax.data.augment import AugmentParams, augment
 from ws3d_jax.data.labels import IGNORE_LABEL
+from ws3d_jax.losses.targets import Regions
+from ws3d_jax.models.pointgroup import Proposals
 
 VIEW_KEYS = ('coords', 'features', 'voxel_valid', 'point2voxel', 'point_valid')
+
+
+@struct.dataclass
+class View:
+  """One (augmented) view of a batch's scenes, padded: what the network reads."""
+  coords: np.ndarray  # (V, 4) int32 batch index and voxel coordinates
+  features: np.ndarray  # (V, F) float32
+  voxel_valid: np.ndarray  # (V,) bool
+  point2voxel: np.ndarray  # (P,) int32; V on padding points
+  point_valid: np.ndarray  # (P,) bool
+  xyz: np.ndarray | None = None  # (P, 3) the points' coordinates (instance batches)
+  offset_target: np.ndarray | None = None  # (P, 3) to the point's instance centre (instance batches)
+
+
+@struct.dataclass
+class Batch:
+  """What the training step reads. Per device shard (a leading device axis when sharded)."""
+  views: tuple  # View per view: one, or two for the unlabeled branch
+  labels: np.ndarray  # (P,) int32, the ignore label on unlabeled and padding points
+  point_batch: np.ndarray  # (P,) int32, the batch scene of each point; -1 on padding
+  regions: Regions | None = None  # over-segmentation regions, where the scenes have them
+  instance: np.ndarray | None = None  # (P,) instance ids unique over the batch, 0: none (instance batches)
+  proposals: Proposals | None = None  # the ScoreNet's proposals (instance batches; filled while training)
+  caps: sparse.Capacities | None = struct.field(pytree_node=False, default=None)
+  scene_id: tuple = struct.field(pytree_node=False, default=())
+
+  def on_device(self) -> 'Batch':
+    """The batch without its scene names: what goes to the step (a name is no array, and as a
+    static field it would make every batch a new program)."""
+    return self.replace(scene_id=())
 
 
 def subset_scene(scene: dict, keep: np.ndarray) -> dict:
@@ -70,7 +105,7 @@ class Batcher:
   num_shards: int | None = None
   max_proposals: int = 0
 
-  def __call__(self, elements: Sequence[dict], agree=None) -> dict:
+  def __call__(self, elements: Sequence[dict], agree=None) -> Batch:
     """``agree``: counts -> counts, the maximum over the processes of a multi-host run (their
     batches must share capacities)."""
     names = [e.get('scene_id', f'element {i}') for i, e in enumerate(elements)]
@@ -83,13 +118,8 @@ class Batcher:
     counts = _merged([c for _, c in voxelized])
     caps = self.profile.plan(counts if agree is None else agree(counts))
     parts = [self._pad(g, views, caps) for (g, _), (views, _) in zip(groups, voxelized)]
-    if self.num_shards is None:
-      batch = parts[0]
-    else:
-      batch = stack_trees(parts)
-    batch['caps'] = caps
-    batch['scene_id'] = np.array(names)
-    return batch
+    batch = parts[0] if self.num_shards is None else stack_trees(parts)
+    return batch.replace(caps=caps, scene_id=tuple(names))
 
   def with_profile(self, profile: sparse.BucketProfile) -> 'Batcher':
     return dataclasses.replace(self, profile=profile)
@@ -117,18 +147,15 @@ class Batcher:
       counts = c if counts is None else counts.merge(c)
     return views, counts
 
-  def _pad(self, elements, views, caps) -> dict:
-    batch = {}
-    for v, vox in enumerate(views):
-      padded = sparse.collate(vox, caps.voxels[0], caps.points)
-      batch[f'view{v}'] = {k: getattr(padded, k) for k in VIEW_KEYS}
-    batch['labels'] = _pad(np.concatenate([e['semantic'] for e in elements]), caps.points, IGNORE_LABEL)
-    batch['point_batch'] = _pad(np.repeat(np.arange(len(elements)), [len(e['semantic']) for e in elements]),
-                                caps.points, -1)
-    if 'region_id' in elements[0]:
-      batch.update(_batch_regions(elements, caps))
+  def _pad(self, elements, views, caps) -> Batch:
+    padded = [sparse.collate(vox, caps.voxels[0], caps.points) for vox in views]
+    views = tuple(View(**{k: getattr(p, k) for k in VIEW_KEYS}) for p in padded)
+    labels = _pad(np.concatenate([e['semantic'] for e in elements]), caps.points, IGNORE_LABEL)
+    point_batch = _pad(np.repeat(np.arange(len(elements)), [len(e['semantic']) for e in elements]), caps.points, -1)
+    batch = Batch(views=views, labels=labels, point_batch=point_batch,
+                  regions=_batch_regions(elements, caps) if 'region_id' in elements[0] else None)
     if self.max_proposals:
-      batch.update(_batch_instances(elements, batch, caps, self.max_proposals))
+      batch = _with_instances(batch, elements, caps, self.max_proposals)
     return batch
 
 
@@ -139,12 +166,9 @@ def _merged(counts):
   return out
 
 
-def stack_trees(trees: Sequence[dict]) -> dict:
-  """Stack equally-shaped nested dicts of arrays along a new leading axis."""
-  first = trees[0]
-  if isinstance(first, dict):
-    return {k: stack_trees([t[k] for t in trees]) for k in first}
-  return np.stack(trees)
+def stack_trees(trees: Sequence):
+  """Stack equally-shaped pytrees of arrays along a new leading axis."""
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
 
 
 def _batch_coords(vox) -> np.ndarray:
@@ -158,7 +182,7 @@ def _pad(x: np.ndarray, size: int, fill) -> np.ndarray:
   return out
 
 
-def _batch_regions(elements, caps) -> dict:
+def _batch_regions(elements, caps) -> Regions:
   """Region ids made global over the batch (scene offsets); padding points -> caps.regions."""
   offsets = np.cumsum([0] + [int(e['region_id'].max()) + 1 for e in elements])
   region_id = np.concatenate([e['region_id'] + o for e, o in zip(elements, offsets)])
@@ -167,15 +191,13 @@ def _batch_regions(elements, caps) -> dict:
                              for e in elements]).astype(np.float32)
   region_batch = np.repeat(np.arange(len(elements)), np.diff(offsets))
   labeled = np.repeat([bool(e.get('labeled', True)) for e in elements], np.diff(offsets))
-  return {
-      'region_id': _pad(region_id.astype(np.int32), caps.points, caps.regions),
-      'region_valid': np.arange(caps.regions) < offsets[-1],
-      'region_batch': _pad(region_batch.astype(np.int32), caps.regions, -1),
-      'region_labeled': _pad(labeled, caps.regions, False),
-      'region_pairs': _pad(pairs.astype(np.int32), caps.region_pairs, caps.regions),
-      'pair_valid': np.arange(caps.region_pairs) < len(pairs),
-      'pair_boundary': _pad(boundary, caps.region_pairs, 0.0),
-  }
+  return Regions(id=_pad(region_id.astype(np.int32), caps.points, caps.regions),
+                 valid=np.arange(caps.regions) < offsets[-1],
+                 scene=_pad(region_batch.astype(np.int32), caps.regions, -1),
+                 labeled=_pad(labeled, caps.regions, False),
+                 pairs=_pad(pairs.astype(np.int32), caps.region_pairs, caps.regions),
+                 pair_valid=np.arange(caps.region_pairs) < len(pairs),
+                 pair_boundary=_pad(boundary, caps.region_pairs, 0.0))
 
 
 def offset_targets(xyz: np.ndarray, instance: np.ndarray) -> np.ndarray:
@@ -190,21 +212,20 @@ def offset_targets(xyz: np.ndarray, instance: np.ndarray) -> np.ndarray:
   return out
 
 
-def _batch_instances(elements, batch, caps, max_proposals: int) -> dict:
-  out = {}
+def _with_instances(batch: Batch, elements, caps, max_proposals: int) -> Batch:
+  """``batch`` with the instance arrays: ids unique over the batch, each view's point coordinates
+  and offset targets, and an empty proposal set of static size."""
   offsets = np.cumsum([0] + [int(e['instance'].max(initial=0)) for e in elements])
   instance = np.concatenate([np.where(e['instance'] > 0, e['instance'] + o, 0) for e, o in zip(elements, offsets)])
-  out['instance'] = _pad(instance.astype(np.int32), caps.points, 0)
-  for v in range(len(elements[0]['views'])):
+  views = []
+  for v, view in enumerate(batch.views):
     xyz = np.concatenate([e['views'][v][0] for e in elements])
     target = np.concatenate([offset_targets(e['views'][v][0], e['instance']) for e in elements])
-    batch[f'view{v}']['xyz'] = _pad(xyz.astype(np.float32), caps.points, 0.0)
-    batch[f'view{v}']['offset_target'] = _pad(target, caps.points, 0.0)
+    views.append(view.replace(xyz=_pad(xyz.astype(np.float32), caps.points, 0.0),
+                              offset_target=_pad(target, caps.points, 0.0)))
   # Each point is in at most two proposals (one per coordinate set).
-  members = 2 * caps.points
-  out.update(proposal_point=np.zeros(members, np.int32), proposal_id=np.full(members, max_proposals, np.int32),
-             proposal_valid=np.zeros(max_proposals, bool), proposal_target=np.zeros(max_proposals, np.float32))
-  return out
+  return batch.replace(views=tuple(views), instance=_pad(instance.astype(np.int32), caps.points, 0),
+                       proposals=Proposals.empty(max_proposals, 2 * caps.points))
 
 
 def make_element(scene: dict, rng: np.random.Generator, augment_params: AugmentParams, num_views: int) -> dict:

@@ -1,7 +1,7 @@
 """The scenes of one experiment: training and evaluation sources, the label split, and the
 labeled and unlabeled branches as random-access sources.
 
-    data = load_experiment(config, workdir)
+    data = load_experiment(spec, workdir)   # spec: a DataSpec (the run builder makes it from config.data)
     data.labeled[i]     # a labeled (sub-)scene: labels, ground-truth boundaries
     data.unlabeled[i]   # an unlabeled (sub-)scene: labels hidden, predicted boundaries
     data.eval_scenes    # the evaluation scenes, whole
@@ -28,6 +28,30 @@ from ws3d_jax.data.pipeline import subset_scene
 from ws3d_jax.sparse import keys
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What the data layer reads of a run: which data set, where, its evaluation scenes, the label
+  split and the voxel size (the fields of ``config.data``, made once by the run builder)."""
+  name: str
+  data_dir: str = '~/tensorflow_datasets'
+  manual_dir: str = ''
+  eval_split: str = 'validation'
+  holdout: str = ''  # scene id prefixes taken out of train and evaluated on instead
+  skip_bad_scenes: bool = False
+  label_ratio: float = 0.05
+  split_seed: int = 0
+  split_file: str = ''
+  transductive: bool = False
+  voxel_size: float = 0.05
+  augment: AugmentParams = AugmentParams()
+  # The generated rooms only: how many, how big, and their seed offset.
+  num_train: int = 0
+  num_val: int = 0
+  points_per_scene: int = 0
+  room_seed: int = 0
+
 
 class Subset:
   """Random access to some scenes of a source, by index."""
@@ -123,14 +147,13 @@ class Experiment:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def load_sources(config) -> tuple:
-  """(training source, evaluation source) of config.data, built on first use."""
-  d = config.data
+def load_sources(d: DataSpec) -> tuple:
+  """(training source, evaluation source) of the data set, built on first use."""
   name = datasets.canonical_name(d.name)
   builder_config = {'skip_bad_scenes': True} if d.skip_bad_scenes else None
   if name == 'synthetic':
     builder_config = {'num_train': d.num_train, 'num_val': d.num_val, 'num_points': d.points_per_scene,
-                      'room_seed': d.get('room_seed', 0)}
+                      'room_seed': d.room_seed}
   elif not d.manual_dir and not build.is_built(name, d.data_dir):
     raise FileNotFoundError(
         f'{name} is not built in {d.data_dir}: pass its download with --config.data.manual_dir=DIR (built on '
@@ -158,18 +181,18 @@ def load_sources(config) -> tuple:
   return train, evaluation
 
 
-def load_experiment(config, workdir: str | Path) -> Experiment:
+def load_experiment(spec: DataSpec, workdir: str | Path) -> Experiment:
   workdir = Path(workdir)
-  train, evaluation = load_sources(config)
-  label_set = datasets.get(config.data.name).label_set
+  train, evaluation = load_sources(spec)
+  label_set = datasets.get(spec.name).label_set
   catalog = _scene_catalog(workdir / 'scenes.json', {'train': train, 'eval': evaluation})
-  check_spans(catalog, config)
+  check_spans(catalog, spec)
   sources = {'train': train, 'eval': evaluation}
   lookup = {}
   for name, ids in catalog['ids'].items():
     for i, sid in enumerate(ids):
       lookup.setdefault(sid, (sources[name], i))
-  split = _load_or_make_split(config, workdir / 'split.json', catalog, lookup)
+  split = _load_or_make_split(spec, workdir / 'split.json', catalog, lookup)
   whole = [e['scene'] for e in split['labeled'] if e.get('cut') is None]
   return Experiment(label_set=label_set, class_names=label_defs.CLASSES[label_set],
                     labeled=BranchSource(split['labeled'], lookup, labeled=True),
@@ -177,17 +200,16 @@ def load_experiment(config, workdir: str | Path) -> Experiment:
                     eval_scenes=evaluation, split=split)
 
 
-def check_spans(catalog: Mapping, config) -> None:
+def check_spans(catalog: Mapping, spec: DataSpec) -> None:
   """Every scene fits the voxel keys at the run's voxel size, also rotated and scaled by the
   augmentation; else an error now, before anything trains, naming the scenes."""
-  aug = AugmentParams.from_config(config.data.augment)
-  limit = keys.MAX_COORD * config.data.voxel_size / (np.sqrt(2) * max(aug.scale))
+  limit = keys.MAX_COORD * spec.voxel_size / (np.sqrt(2) * max(spec.augment.scale or (1.0,)))
   wide = [(sid, m) for name in catalog['ids'] for sid, m in zip(catalog['ids'][name], catalog['span'][name])
           if m > limit]
   if wide:
     names = ', '.join(f'{sid} ({m:.0f} m)' for sid, m in wide[:5])
     raise ValueError(f'{len(wide)} scene(s) span more than the {limit:.0f} m that data.voxel_size='
-                     f'{config.data.voxel_size} can index ({keys.MAX_COORD} voxels an axis, after rotation and '
+                     f'{spec.voxel_size} can index ({keys.MAX_COORD} voxels an axis, after rotation and '
                      f'scaling): {names}. A point far out of range? Check those scenes\' files, or raise '
                      'data.voxel_size.')
 
@@ -213,8 +235,7 @@ def _scene_catalog(path: Path, sources: Mapping) -> dict:
   return catalog
 
 
-def _load_or_make_split(config, path: Path, catalog: Mapping, lookup: Mapping) -> dict:
-  d = config.data
+def _load_or_make_split(d: DataSpec, path: Path, catalog: Mapping, lookup: Mapping) -> dict:
   if path.is_file():
     split = splits.load_split(path)
     if abs(split['ratio'] - d.label_ratio) > 1e-12 or split['seed'] != d.split_seed:

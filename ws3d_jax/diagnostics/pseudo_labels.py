@@ -14,13 +14,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import orbax.checkpoint as ocp
 
 from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.data import sources, splits
 from ws3d_jax.data.pipeline import subset_scene
-from ws3d_jax.train import parts
-from ws3d_jax.train.batching import fitted_batcher, sample_elements
+from ws3d_jax.train import run_builder
+from ws3d_jax.train.checkpoints import saved_variables
 from ws3d_jax.train.evaluate import scene_logits
 
 
@@ -59,9 +58,10 @@ def summarize(counts: list[dict]) -> dict:
           'region_accuracy': total['all_correct'] / max(total['regions'], 1)}
 
 
-def unlabeled_quality(variables, data, config, profile, model, max_scenes: int = 0) -> dict:
+def unlabeled_quality(variables, data, voxel_size: float, gamma: float, profile, model, max_scenes: int = 0) -> dict:
   """Pseudo-label coverage and accuracy of a model over the unlabeled scenes of a run (the
-  first ``max_scenes`` of them; 0: all), against their hidden ground truth."""
+  first ``max_scenes`` of them; 0: all), against their hidden ground truth; ``gamma``: the
+  confidence a region's pseudo-label needs (loss.gamma)."""
   counts = []
   count = len(data.unlabeled) if not max_scenes else min(max_scenes, len(data.unlabeled))
   for i in range(count):
@@ -71,8 +71,8 @@ def unlabeled_quality(variables, data, config, profile, model, max_scenes: int =
     truth = source[index]
     if entry.get('cut') is not None:
       truth = subset_scene(truth, splits.apply_cut(truth['xyz'], entry['cut']))
-    logits = scene_logits(variables, scene, config.data.voxel_size, profile, model)
-    counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), config.loss.gamma))
+    logits = scene_logits(variables, scene, voxel_size, profile, model)
+    counts.append(quality(logits, scene['region_id'], truth['semantic'], len(data.class_names), gamma))
   return summarize(counts)
 
 
@@ -81,14 +81,11 @@ def main(argv):
   from absl import flags  # noqa: PLC0415
 
   config, workdir = flags.FLAGS.config, Path(flags.FLAGS.workdir)
-  data = sources.load_experiment(config, workdir)
-  model = parts.make_model(config, len(data.class_names), bn_axis=None)
-  manager = ocp.CheckpointManager((workdir / 'checkpoints').absolute())
-  step = flags.FLAGS.step or manager.latest_step()
-  state = manager.restore(step)
-  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-  profile = fitted_batcher(config, sample_elements(data, config)).profile
-  print(json.dumps({'step': step, **unlabeled_quality(variables, data, config, profile, model)}, indent=2))
+  data = sources.load_experiment(run_builder.data_spec(config), workdir)
+  model, profile = run_builder.predict_model_and_profile(config, data)
+  variables, step = saved_variables(workdir, flags.FLAGS.step)
+  quality_now = unlabeled_quality(variables, data, config.data.voxel_size, config.loss.gamma, profile, model)
+  print(json.dumps({'step': step, **quality_now}, indent=2))
 
 
 if __name__ == '__main__':

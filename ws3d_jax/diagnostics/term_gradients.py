@@ -16,21 +16,22 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from ws3d_jax.data import pipeline, sources
-from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.train import boundary, parts, steps
-from ws3d_jax.train.batching import device_arrays, fitted_batcher, sample_elements, semantic_targets
+from ws3d_jax.data.batch_fitting import fitted_batcher, sample_elements
+from ws3d_jax.models import minkunet
+from ws3d_jax.train import boundary_network, run_builder, steps
+from ws3d_jax.train.checkpoints import saved_variables
+from ws3d_jax.train.steps import semantic_targets
 
 READER = steps.BatchReader(targets=semantic_targets)
 TERMS = ('ce', 'sup_contrast', 'energy', 'contrast')
 
 
-def term_gradients(params, batch_stats, model, objective, batch: dict, rng, reader=READER) -> dict:
-  """Weighted gradient of each WS3D term for one (unsharded) batch: {term: flat gradient}."""
-  caps = batch['caps']
-  arrays = device_arrays(batch)
+def term_gradients(params, batch_stats, model, objective, batch, rng, reader=READER) -> dict:
+  """Weighted gradient of each WS3D term for one (unsharded) data.pipeline.Batch: {term: flat gradient}."""
+  caps = batch.caps
+  arrays = batch.on_device()
   weights = {'ce': objective.w_ce, 'sup_contrast': objective.w_sup_contrast, 'energy': objective.w_energy,
              'contrast': objective.w_contrast}
 
@@ -72,20 +73,18 @@ def report(config, workdir: Path, step: int = 0, batches: int = 2) -> dict:
   """Per-term gradient summary of the checkpoint of ``step`` (0: the latest) of the run in
   ``workdir``, over ``batches`` of the batches the run trained on from that step. Computes the
   boundary points again when their cache is missing or stale."""
-  data = sources.load_experiment(config, workdir)
+  data = sources.load_experiment(run_builder.data_spec(config), workdir)
   num_classes = len(data.class_names)
-  manager = ocp.CheckpointManager((Path(workdir) / 'checkpoints').absolute())
-  step = step or manager.latest_step()
-  state = manager.restore(step)
-  data = boundary.with_boundary_points(config, data, workdir)
-  model = parts.make_model(config, num_classes, bn_axis=None)
-  objective = parts.make_objective(config, num_classes, axis_name=None)
-  batcher = fitted_batcher(config, sample_elements(data, config))
-  t = config.train
-  stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
-                                batcher, AugmentParams.from_config(config.data.augment), start_step=step,
-                                num_threads=1)
-  grads = [term_gradients(state['params'], state['batch_stats'], model, objective, next(stream),
+  variables, step = saved_variables(workdir, step)
+  data = boundary_network.with_boundary_points(run_builder.boundary_spec(config), data, workdir)
+  model = run_builder.ws3d_net(config, num_classes, bn_axis=None)
+  objective = run_builder.objective(config, num_classes, axis_name=None)
+  t, batching = run_builder.train_spec(config), run_builder.batching_spec(config)
+  batcher = fitted_batcher(batching, sample_elements(data, batching, t.labeled_batch, t.unlabeled_batch),
+                           minkunet.levels_of(config.model.backbone))
+  stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
+                                batcher, batching.augment, start_step=step, num_threads=1)
+  grads = [term_gradients(variables['params'], variables['batch_stats'], model, objective, next(stream),
                           jax.random.PRNGKey(i)) for i in range(batches)]
   return {'step': step, 'batches': batches, **summarize(grads)}
 

@@ -42,10 +42,10 @@ class Objective:
   axis_name: str | None = None
 
   def __call__(self, outputs, geoms, targets: Targets, rng, step=None):
-    """outputs / geoms: one model output dict and Geometry per view; ``step``: optimiser steps
+    """outputs / geoms: one model output (models.minkunet.NetOutputs) and Geometry per view; ``step``: optimiser steps
     done so far (None: the unlabeled terms at full weight). Returns (loss, terms)."""
     terms = {}
-    terms['ce'] = sum(supervised.cross_entropy(o['logits'], targets.labels, self.ignore_label, self.axis_name)
+    terms['ce'] = sum(supervised.cross_entropy(o.logits, targets.labels, self.ignore_label, self.axis_name)
                       for o in outputs) / len(outputs)
     loss = self.w_ce * terms['ce']
     if not (self.w_sup_contrast or self.w_energy or self.w_contrast):
@@ -55,7 +55,7 @@ class Objective:
 
     r = targets.regions
     labeled, unlabeled = r.valid & r.labeled, r.valid & ~r.labeled
-    preds = [regions.region_predictions(o['logits'], r.id, r.count) for o in outputs]
+    preds = [regions.region_predictions(o.logits, r.id, r.count) for o in outputs]
 
     if self.w_energy:
       first = jnp.clip(r.pairs[:, 0], 0, r.count - 1)
@@ -81,7 +81,7 @@ class Objective:
     truth_ok = labeled & (truth != self.ignore_label)
     total_unsup, total_sup = 0.0, 0.0
     for k, stage in enumerate(stages):
-      f0, f1 = (regions.region_embeddings(o['embeddings'][k], g.point2voxel[stage], r.id, r.count)
+      f0, f1 = (regions.region_embeddings(o.embeddings[k], g.point2voxel[stage], r.id, r.count)
                 for o, g in zip(outputs, geoms))
       rng, r_unsup, r_sup = jax.random.split(rng, 3)
       if self.w_contrast:
@@ -100,8 +100,8 @@ class Objective:
 
 
 def _stages_of(output) -> tuple:
-  stages = output.get('contrast_stages')
-  if stages is None:
+  stages = output.contrast_stages
+  if not stages:
     raise ValueError('the model output has no contrast_stages; the region contrast needs WS3DNet')
   return stages
 
@@ -117,5 +117,5 @@ class BoundaryObjective:
     del geoms, rng, step
     valid = targets.labels != self.ignore_label
     boundary = targets.labels == 1
-    loss = sum(supervised.focal_loss(o['logits'][:, 0], boundary, valid, self.alpha) for o in outputs) / len(outputs)
+    loss = sum(supervised.focal_loss(o.logits[:, 0], boundary, valid, self.alpha) for o in outputs) / len(outputs)
     return loss, {'focal': loss}

@@ -15,7 +15,9 @@ import dataclasses
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from flax import struct
 
 from ws3d_jax.sparse.kernel_map import Geometry
 from ws3d_jax.sparse.layers import MaskedBatchNorm, StridedConv3d, SubMConv3d, TransposedConv3d
@@ -78,6 +80,20 @@ def backbone_spec(name: str = 'minkunet34', impl: str | Sequence[str] = 'pairs',
   return BackboneSpec(blocks=PRESETS[name], planes=planes_of(levels), impl=impl, **kw)
 
 
+@struct.dataclass
+class NetOutputs:
+  """What the networks return (MinkUNet; WS3DNet and PointGroupNet add their fields), and what
+  the losses read. P points, V voxels at stride 1."""
+  logits: jax.Array  # (P, classes) per point; padding points read zeros
+  voxel_logits: jax.Array  # (V, classes)
+  features: jax.Array  # (V, C) last decoder features at stride 1, for extra heads
+  stages: tuple  # encoder features at strides 1, 2, 4, ...
+  embeddings: tuple = ()  # WS3DNet: the projection of each contrasted stage
+  contrast_stages: tuple = struct.field(pytree_node=False, default=())  # WS3DNet: which stage each embedding is of
+  offsets: jax.Array | None = None  # PointGroupNet: (P, 3) per point, to its instance centre
+  proposal_scores: jax.Array | None = None  # PointGroupNet: (K,) ScoreNet logits of the proposals
+
+
 class BasicBlock(nn.Module):
   features: int
   impl: str
@@ -133,9 +149,5 @@ class MinkUNet(nn.Module):
 
     voxel_logits = nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
     padded = jnp.concatenate([voxel_logits, jnp.zeros((1, self.num_classes), jnp.float32)])
-    return {
-        'logits': padded[geom.point2voxel[0]],  # (P, classes); padding points read zeros
-        'voxel_logits': voxel_logits,
-        'features': x,  # last decoder features at stride 1, for extra heads
-        'stages': tuple(stages),  # encoder features at strides 1, 2, 4, ...
-    }
+    return NetOutputs(logits=padded[geom.point2voxel[0]], voxel_logits=voxel_logits, features=x,
+                      stages=tuple(stages))

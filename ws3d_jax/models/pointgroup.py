@@ -12,9 +12,9 @@ proposal; the pooled MLP keeps every proposal in one padded segment op (static s
 per-proposal voxelisation inside the step) and is what docs/method_notes.md records as our
 choice.
 
-Proposals enter as a padded membership list: ``proposal_point[k]`` belongs to proposal
-``proposal_id[k]`` (a point may belong to two proposals: one from each coordinate set);
-padding entries have ``proposal_id == num_proposals`` and fall into a dropped segment.
+Proposals enter as a padded membership list (``Proposals``): ``point[k]`` belongs to proposal
+``id[k]`` (a point may belong to two proposals: one from each coordinate set); padding entries
+have ``id == num_proposals`` and fall into a dropped segment.
 """
 from __future__ import annotations
 
@@ -23,10 +23,26 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import struct
 
-from ws3d_jax.models.minkunet import BackboneSpec
 from ws3d_jax.models.ws3d import WS3DNet
 from ws3d_jax.sparse.kernel_map import Geometry
+
+
+@struct.dataclass
+class Proposals:
+  """Instance proposals as a padded membership list, and the ScoreNet's target of each."""
+  point: np.ndarray  # (M,) int32, the point of membership k
+  id: np.ndarray  # (M,) int32, its proposal; num_proposals on padding entries
+  valid: np.ndarray  # (K,) bool, a real proposal
+  target: np.ndarray  # (K,) float32, the ScoreNet's soft IoU target (training)
+
+  @classmethod
+  def empty(cls, num_proposals: int, num_members: int) -> 'Proposals':
+    """A proposal set with nothing in it (the shape the step compiles for)."""
+    return cls(point=np.zeros(num_members, np.int32), id=np.full(num_members, num_proposals, np.int32),
+               valid=np.zeros(num_proposals, bool), target=np.zeros(num_proposals, np.float32))
 
 
 class OffsetHead(nn.Module):
@@ -43,10 +59,10 @@ class ScoreNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, point_features, xyz, proposals: dict):
-    num = proposals['proposal_valid'].shape[0]
-    ids = proposals['proposal_id']
-    idx = jnp.clip(proposals['proposal_point'], 0, point_features.shape[0] - 1)
+  def __call__(self, point_features, xyz, proposals: Proposals):
+    num = proposals.valid.shape[0]
+    ids = proposals.id
+    idx = jnp.clip(proposals.point, 0, point_features.shape[0] - 1)
     member = (ids < num).astype(jnp.float32)[:, None]
     # The proposal centre (mean of its points) makes the pooled shape translation invariant.
     total = jax.ops.segment_sum(xyz[idx] * member, ids, num + 1)[:num]
@@ -62,39 +78,27 @@ class ScoreNet(nn.Module):
 
 
 class PointGroupNet(nn.Module):
-  """WS3DNet's outputs plus 'offsets' (P, 3) per point and, when proposals are given,
+  """``ws3d``'s outputs plus 'offsets' (P, 3) per point and, when proposals are given,
   'proposal_scores' (num_proposals,) logits."""
-  num_classes: int
-  spec: BackboneSpec = BackboneSpec()
-  dtype: Any = jnp.float32
-  bn_axis: str | None = None
-  embed_dim: int = 64
-  contrast_stages: tuple = (0, 1, 2, 3, 4)
+  ws3d: WS3DNet
   score_hidden: int = 32
 
+  @property
+  def spec(self):
+    return self.ws3d.spec
+
   @nn.compact
-  def __call__(self, feats, geom: Geometry, train: bool = False, xyz=None, proposals: dict | None = None):
-    out = WS3DNet(self.num_classes, self.spec, self.dtype, self.bn_axis, self.embed_dim, self.contrast_stages,
-                  name='ws3d')(feats, geom, train)
-    voxel_offsets = OffsetHead(self.dtype, name='offset_head')(out['features'])
+  def __call__(self, feats, geom: Geometry, train: bool = False, xyz=None, proposals: Proposals | None = None):
+    dtype = self.ws3d.dtype
+    out = self.ws3d(feats, geom, train)
+    voxel_offsets = OffsetHead(dtype, name='offset_head')(out.features)
     p2v = geom.point2voxel[0]
-    out['offsets'] = jnp.concatenate([voxel_offsets, jnp.zeros((1, 3), jnp.float32)])[p2v]
+    offsets = jnp.concatenate([voxel_offsets, jnp.zeros((1, 3), jnp.float32)])[p2v]
     # Built on every call (also without proposals) so that init creates its parameters.
-    point_features = jnp.concatenate([out['features'], jnp.zeros((1, out['features'].shape[-1]),
-                                                                 out['features'].dtype)])[p2v]
+    point_features = jnp.concatenate([out.features, jnp.zeros((1, out.features.shape[-1]), out.features.dtype)])[p2v]
     if proposals is None:
-      proposals = empty_proposals(1, 1)
+      proposals = Proposals.empty(1, 1)
     if xyz is None:
       xyz = jnp.zeros((p2v.shape[0], 3), jnp.float32)
-    out['proposal_scores'] = ScoreNet(self.score_hidden, self.dtype, name='score_net')(point_features, xyz, proposals)
-    return out
-
-
-def empty_proposals(num_proposals: int, num_members: int) -> dict:
-  """A padded proposal set with nothing in it (the shape the step compiles for)."""
-  return {
-      'proposal_point': jnp.zeros((num_members,), jnp.int32),
-      'proposal_id': jnp.full((num_members,), num_proposals, jnp.int32),
-      'proposal_valid': jnp.zeros((num_proposals,), bool),
-      'proposal_target': jnp.zeros((num_proposals,), jnp.float32),
-  }
+    scores = ScoreNet(self.score_hidden, dtype, name='score_net')(point_features, xyz, proposals)
+    return out.replace(offsets=offsets, proposal_scores=scores)

@@ -26,7 +26,7 @@ class ProjectionHead(nn.Module):
 
 
 class WS3DNet(nn.Module):
-  """Returns MinkUNet's outputs plus 'embeddings': one (N_stage, dim) array per stage of
+  """Returns MinkUNet's outputs with ``embeddings``: one (N_stage, dim) array per stage of
   ``contrast_stages`` (indices into the 5 encoder stages, stride 1 .. 16)."""
   num_classes: int
   spec: BackboneSpec = BackboneSpec()
@@ -38,7 +38,6 @@ class WS3DNet(nn.Module):
   @nn.compact
   def __call__(self, feats, geom: Geometry, train: bool = False):
     out = MinkUNet(self.num_classes, self.spec, self.dtype, self.bn_axis, name='backbone')(feats, geom, train)
-    out['embeddings'] = tuple(ProjectionHead(self.embed_dim, self.dtype, name=f'head_stage{m}')(out['stages'][m])
-                              for m in self.contrast_stages)
-    out['contrast_stages'] = self.contrast_stages  # which stage each embedding belongs to
-    return out
+    embeddings = tuple(ProjectionHead(self.embed_dim, self.dtype, name=f'head_stage{m}')(out.stages[m])
+                       for m in self.contrast_stages)
+    return out.replace(embeddings=embeddings, contrast_stages=tuple(self.contrast_stages))

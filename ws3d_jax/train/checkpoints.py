@@ -240,3 +240,15 @@ def init_from_run(workdir: str, step: int, state):
                      f'{_first_line(e)}') from None
   logging.info('initialised from step %d of %s', step, directory)
   return restored, step
+
+
+def saved_variables(workdir: str | Path, step: int = 0) -> tuple[dict, int]:
+  """({'params', 'batch_stats'}, step) of a run's checkpoint of ``step`` (0: its latest), as it was
+  saved: what the diagnostics read a trained model from."""
+  directory = (Path(workdir) / 'checkpoints').absolute()
+  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
+  step = step or manager.latest_step()
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f'no checkpoint of step {step} in {directory} (it has {sorted(manager.all_steps())})')
+  state = manager.restore(step)
+  return {'params': state['params'], 'batch_stats': state['batch_stats']}, step

@@ -20,7 +20,6 @@ from flax import jax_utils
 
 from ws3d_jax import progress, sparse
 from ws3d_jax.train import interrupts, steps
-from ws3d_jax.train.batching import device_arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +81,11 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
       batch = next(stream)
       if before_step is not None:
         batch = before_step(state, step, batch)
-      with compiles.around(batch['caps'], progress.caps_detail(batch['caps'])):
-        state, metrics = steps.train_step(state, device_arrays(batch), rng, batch['caps'], model, objective, reader)
+      with compiles.around(batch.caps, progress.caps_detail(batch.caps)):
+        state, metrics = steps.train_step(state, batch.on_device(), rng, batch.caps, model, objective, reader)
       timer.dispatched(step, compiles.compiled)
       nonfinite = nonfinite + metrics['nonfinite'][0]
-      points += int(batch['view0']['point_valid'].sum())
+      points += int(batch.views[0].point_valid.sum())
       done += 1
       is_last = step == loop.total_steps
       # Until the loop has a rate, every step is read back (a host sync a step, for a few
@@ -96,7 +95,7 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
       if step % loop.log_every == 0 or is_last or step == start + 1 or first_rate:
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
-        sparse.check_capacity(m.pop('needed'), batch['caps'].voxels + batch['caps'].pairs)
+        sparse.check_capacity(m.pop('needed'), batch.caps.voxels + batch.caps.pairs)
         if checkpoints is not None:
           checkpoints.check_for_errors()  # a save in the background that failed stops the run now
           # Only at the cadence's own steps: the first steps' extra logs are per process (timing).

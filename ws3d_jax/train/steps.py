@@ -20,27 +20,37 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from ws3d_jax import sparse
+from ws3d_jax import progress, sparse
+from ws3d_jax.data.pipeline import Batch
+from ws3d_jax.losses.targets import Targets
 
 AXIS = 'batch'
-VIEWS = ('view0', 'view1')
 
 
 class TrainState(train_state.TrainState):
   batch_stats: dict
 
 
-def create_train_state(rng, model, tx, arrays: dict, caps) -> TrainState:
-  """Initialises the variables on one shard's first view (a dict of the model inputs)."""
+def create_train_state(rng, model, tx, view, caps) -> TrainState:
+  """Initialises the variables on one shard's first view (a data.pipeline.View)."""
   @jax.jit
-  def init(arrays):
-    geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-    return model.init(rng, arrays['features'], geom, train=False)
+  def init(view):
+    geom = sparse.geometry_of(view, caps, model.spec.chunk_sizes())
+    return model.init(rng, view.features, geom, train=False)
 
-  variables = init(arrays)
+  variables = init(view)
   # apply_fn stays None: the step gets the model as a static argument, and a bound method here
   # would make every new model object a new pytree structure (a recompile on resume).
   return TrainState.create(apply_fn=None, params=variables['params'], tx=tx, batch_stats=variables['batch_stats'])
+
+
+def initial_state(seed: int, model, tx, batcher, elements, what: str = 'the model') -> TrainState:
+  """The variables of ``model`` initialised on the first shard of one batch of ``elements`` (as
+  ``batcher`` pads it), as a TrainState."""
+  first = batcher(list(elements))
+  shard0 = jax.tree.map(lambda x: x[0], first.views[0])
+  with progress.Compiles(f'{what} initialisation', 'seconds to a minute').around(None):
+    return create_train_state(jax.random.PRNGKey(seed), model, tx, shard0, first.caps)
 
 
 def replicate(tree, devices=None):
@@ -57,11 +67,12 @@ def replicate(tree, devices=None):
   return jax.tree.map(lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
 
 
-def views_of(batch: dict) -> list:
-  return [v for v in VIEWS if v in batch]
+def semantic_targets(batch: Batch) -> Targets:
+  """The losses' targets of a semantic batch: labels, and the regions where the scenes have them."""
+  return Targets(labels=batch.labels, regions=batch.regions)
 
 
-def no_inputs(batch: dict, view: str) -> dict:
+def no_inputs(batch: Batch, view: int) -> dict:
   del batch, view
   return {}
 
@@ -71,29 +82,29 @@ class BatchReader:
   """How a task reads the pipeline's batch inside the step: the typed targets its objective
   takes, and the extra keyword inputs its model takes per view. Module-level functions, so the
   reader is hashable and a static argument of the step."""
-  targets: Callable  # batch -> losses.targets.Targets
-  model_inputs: Callable = no_inputs  # (batch, view) -> {name: array}
+  targets: Callable  # Batch -> losses.targets.Targets
+  model_inputs: Callable = no_inputs  # (Batch, view index) -> {name: array}
 
 
-def forward_views(model, variables: dict, batch: dict, geoms: list, reader: BatchReader, train: bool = True):
+def forward_views(model, variables: dict, batch: Batch, geoms: list, reader: BatchReader, train: bool = True):
   """Every view of the batch through the model, in turn, the BatchNorm statistics of one view
   carried into the next (as two calls of a PyTorch model in train mode would). Returns
   (outputs per view, the statistics after the last view)."""
   stats, outputs = variables['batch_stats'], []
-  for v, geom in zip(views_of(batch), geoms):
-    out, updates = model.apply({'params': variables['params'], 'batch_stats': stats}, batch[v]['features'], geom,
+  for v, (view, geom) in enumerate(zip(batch.views, geoms)):
+    out, updates = model.apply({'params': variables['params'], 'batch_stats': stats}, view.features, geom,
                                train=train, mutable=['batch_stats'], **reader.model_inputs(batch, v))
     stats = updates['batch_stats']
     outputs.append(out)
   return outputs, stats
 
 
-def view_geometries(batch: dict, caps, model) -> list:
-  return [sparse.geometry_of(batch[v], caps, model.spec.chunk_sizes()) for v in views_of(batch)]
+def view_geometries(batch: Batch, caps, model) -> list:
+  return [sparse.geometry_of(view, caps, model.spec.chunk_sizes()) for view in batch.views]
 
 
 @functools.partial(jax.pmap, axis_name=AXIS, static_broadcasted_argnums=(3, 4, 5, 6), donate_argnums=(0,))
-def train_step(state: TrainState, batch: dict, rng, caps, model, objective, reader: BatchReader):
+def train_step(state: TrainState, batch: Batch, rng, caps, model, objective, reader: BatchReader):
   """One optimisation step on this device's shard. Returns (state, metrics averaged over devices)."""
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
   geoms = view_geometries(batch, caps, model)
@@ -118,10 +129,10 @@ def train_step(state: TrainState, batch: dict, rng, caps, model, objective, read
 
 
 @functools.partial(jax.jit, static_argnames=('caps', 'model', 'keys'))
-def predict_step(variables: dict, arrays: dict, caps, model, keys=('logits',), **inputs):
-  """The model outputs named in ``keys`` for one (unsharded) batch in inference mode, and the
-  needed capacities. ``inputs``: the model's extra keyword inputs (an instance model's point
-  coordinates and proposals). Outputs not asked for are not computed."""
-  geom = sparse.geometry_of(arrays, caps, model.spec.chunk_sizes())
-  out = model.apply(variables, arrays['features'], geom, train=False, **inputs)
-  return {k: out[k] for k in keys}, geom.needed
+def predict_step(variables: dict, view, caps, model, keys=('logits',), **inputs):
+  """The model outputs named in ``keys`` for one (unsharded) view (a data.pipeline.View) in
+  inference mode, and the needed capacities. ``inputs``: the model's extra keyword inputs (an
+  instance model's point coordinates and proposals). Outputs not asked for are not computed."""
+  geom = sparse.geometry_of(view, caps, model.spec.chunk_sizes())
+  out = model.apply(variables, view.features, geom, train=False, **inputs)
+  return {k: getattr(out, k) for k in keys}, geom.needed

@@ -5,10 +5,10 @@
             (last N + best val metric) -> evaluation -> exports
     eval:   a checkpoint (best, latest or a step) -> evaluation -> exports
 
-The loop is ``fit.py``, the steps ``steps.py``, the set-up ``setup.py``, the boundary network
-``boundary.py``; what differs between semantic and instance segmentation (``config.task``) is a
-``Task`` of ``tasks/``. The objective is in ``losses/objective.py``, the split and the branch
-sources in ``data/sources.py``.
+The config is read once, by ``run_builder.py``; the loop is ``fit.py``, the steps ``steps.py``,
+the boundary network ``boundary_network.py``; what differs between semantic and instance
+segmentation (``config.task``) is a ``Task`` of ``tasks/``. The objective is in
+``losses/objective.py``, the split and the branch sources in ``data/sources.py``.
 """
 from __future__ import annotations
 
@@ -21,15 +21,14 @@ from clu import metric_writers
 
 from ws3d_jax import files, hosts
 from ws3d_jax.data import pipeline, sources
-from ws3d_jax.data.augment import AugmentParams
-from ws3d_jax.train import boundary, checks, config_changes, evaluate, fit, memory_maps, setup, tasks
+from ws3d_jax.train import boundary_network, config_changes, config_checks, evaluate, fit, mapping_limit, run_builder, steps, tasks
 from ws3d_jax.train.checkpoints import Checkpoints, completed_metrics
 
 LOGGED_TERMS = ('ce', 'sup_contrast', 'energy', 'contrast', 'unlabeled_weight')
 
 
 def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
-  checks.validate_config(config)
+  config_checks.validate_config(config)
   if mode not in ('train', 'eval'):
     raise ValueError(f'mode must be train or eval, got {mode!r}')
   workdir = Path(workdir)
@@ -39,50 +38,50 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
   with files.exclusive(workdir, '.lock' if first_process else f'.lock.{jax.process_index()}'):
     files.check_writable(*(workdir / d for d in ('tensorboard', 'eval') + (
         ('checkpoints', 'checkpoints_best') if mode == 'train' else ())))
-    memory_maps.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
-    task = tasks.get(config.task)
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, task.metric)
+    mapping_limit.release_compiled_if_crowded()  # many runs in one process (benchmarks, tests)
+    metric = tasks.get(config.task).metric
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, metric)
     config_changes.check(workdir, config, mode, checkpoints.latest_step() is not None)
     if first_process:
       files.write_text(workdir / f'config_{mode}.json', config.to_json_best_effort(indent=2))  # what this run used
     writer = make_writer(workdir / 'tensorboard')
-    data = sources.load_experiment(config, workdir)
+    data = sources.load_experiment(run_builder.data_spec(config), workdir)
+    run = run_builder.build(config, data)
     if mode == 'train':
-      done = completed_metrics(workdir, checkpoints, setup.total_steps(config, data)[0])
+      done = completed_metrics(workdir, checkpoints, run.total_steps)
       if done is not None:
         logging.info('this run is complete: step %d of %d, %s %.1f (%s). Nothing to do; --mode=eval evaluates '
                      'it again, a larger --config.train.steps continues it.', done['step'], done['step'],
-                     task.metric, 100 * done[task.metric], workdir / 'eval' / 'metrics.json')
+                     metric, 100 * done[metric], workdir / 'eval' / 'metrics.json')
         return done
 
-    run = setup.make_setup(config, data, task)
-    state = setup.initial_state(config.seed, run.model, run.tx, run.batcher, run.example)
+    state = steps.initial_state(run.train.seed, run.model, run.tx, run.batcher, run.example)
     if mode == 'eval':
-      state, step = checkpoints.restore_for_eval(config.eval.checkpoint, state)
+      state, step = checkpoints.restore_for_eval(run.evaluation.checkpoint, state)
       logging.info('evaluating the checkpoint of step %d', step)
-      return finish(run, state, step, data, config, writer, workdir)
+      return finish(run, state, step, data, writer, workdir)
 
-    data = boundary.with_boundary_points(config, data, workdir, writer)
-    state, start = checkpoints.resume(state, config.train.init_from, config.train.init_step)
-    t = config.train
-    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
-                                  run.batcher, AugmentParams.from_config(config.data.augment), start_step=start,
-                                  num_threads=config.data.num_threads, share=hosts.this_process())
-    fitted = train(run, state, stream, start, data, config, writer, checkpoints)
+    data = boundary_network.with_boundary_points(run.boundary, data, workdir, writer)
+    t = run.train
+    state, start = checkpoints.resume(state, t.init_from, t.init_step)
+    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
+                                  run.batcher, run.augment, start_step=start, num_threads=t.num_threads,
+                                  share=hosts.this_process())
+    fitted = train(run, state, stream, start, data, writer, checkpoints)
     state = fitted.state
-    summary = finish(run, state, run.total_steps, data, config, writer, workdir, fitted.diverged_at)
-    checkpoints.save_best(run.total_steps, state, summary[task.metric])
+    summary = finish(run, state, run.total_steps, data, writer, workdir, fitted.diverged_at)
+    checkpoints.save_best(run.total_steps, state, summary[metric])
     checkpoints.wait_until_finished()
     return summary
 
 
-def train(run: setup.Setup, state, stream, start: int, data, config, writer, checkpoints: Checkpoints) -> fit.Fitted:
+def train(run: run_builder.Run, state, stream, start: int, data, writer, checkpoints: Checkpoints) -> fit.Fitted:
   """The WS3D network from step ``start`` to the end, evaluated every ``train.eval_every`` steps."""
-  t, task = config.train, run.task
+  t, task = run.train, run.task
 
   def evaluate_during_training(step: int, host_state) -> None:
-    summary, conf = evaluate.evaluate(task, variables_of(host_state), data, config, run.batcher.profile,
-                                      run.eval_model, config.eval.max_scenes_during_training)
+    summary, conf = evaluate.evaluate(task, variables_of(host_state), data, run.evaluation, run.batcher.profile,
+                                      run.eval_model, run.evaluation.max_scenes_during_training)
     task.write_eval(writer, step, summary, conf, data.class_names)
     checkpoints.save_best(step, host_state, summary[task.metric])
     logging.info('step %d: val %s %.1f', step, task.metric, 100 * summary[task.metric])
@@ -91,14 +90,15 @@ def train(run: setup.Setup, state, stream, start: int, data, config, writer, che
 
   loop = fit.Loop(name='WS3D training', step_label='step', compile_name='the WS3D train step', scalar_prefix='',
                   total_steps=run.total_steps, log_every=t.log_every, logged_terms=LOGGED_TERMS,
-                  checkpoint_every=t.checkpoint_every, checkpoint_seconds=60 * t.checkpoint_minutes,
+                  checkpoint_every=t.checkpoint_every, checkpoint_seconds=t.checkpoint_seconds,
                   eval_every=t.eval_every)
-  before_step = task.before_step(config, run.eval_model, run.total_steps) if task.before_step else None
-  return fit.fit(loop, state, stream, run.model, run.objective, task.reader, jax.random.PRNGKey(config.seed + 1),
+  settings = run.evaluation.task_settings
+  before_step = task.before_step(settings, run.eval_model, run.total_steps) if task.before_step else None
+  return fit.fit(loop, state, stream, run.model, run.objective, task.reader, jax.random.PRNGKey(t.seed + 1),
                  writer, run.schedule, start, checkpoints, evaluate_during_training, before_step)
 
 
-def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Path,
+def finish(run: run_builder.Run, state, step: int, data, writer, workdir: Path,
            diverged_at: int | None = None) -> dict:
   """Final evaluation on every evaluation scene: metrics.json, the log table, TensorBoard,
   predictions in the benchmark's official format and coloured .ply files. Every process of a
@@ -108,14 +108,15 @@ def finish(run: setup.Setup, state, step: int, data, config, writer, workdir: Pa
   out = workdir / 'eval' if hosts.writes_outputs() else None
   if out is not None:
     out.mkdir(exist_ok=True)
-  summary, conf = evaluate.evaluate(task, variables, data, config, run.batcher.profile, run.eval_model, 0, out)
+  ev = run.evaluation
+  summary, conf = evaluate.evaluate(task, variables, data, ev, run.batcher.profile, run.eval_model, 0, out)
   mark = f' (DIVERGED: the loss grew 100x by step {diverged_at}; these are the numbers of a diverged run)' \
       if diverged_at is not None else ''
   logging.info('evaluation at step %d, %d scenes%s:\n%s', step, len(data.eval_scenes), mark,
                task.format_summary(summary))
   task.write_eval(writer, step, summary, conf, data.class_names)
-  if task.point_clouds and config.eval.tensorboard_scenes and out is not None:
-    evaluate.write_point_clouds(writer, step, task, variables, data, config, run.batcher.profile, run.eval_model)
+  if task.point_clouds and ev.tensorboard_scenes and out is not None:
+    evaluate.write_point_clouds(writer, step, task, variables, data, ev, run.batcher.profile, run.eval_model)
   writer.flush()
   summary = {**summary, 'step': int(step), 'confusion': conf.tolist(), 'classes': list(data.class_names),
              'diverged_at_step': diverged_at}

@@ -1,10 +1,10 @@
 """The tasks, by the name ``config.task`` gives."""
 from __future__ import annotations
 
-from ws3d_jax.train.tasks import instance, semantic
+from ws3d_jax.train.tasks import instance_segmentation, semantic_segmentation
 from ws3d_jax.train.tasks.base import Task
 
-TASKS = {t.name: t for t in (semantic.TASK, instance.TASK)}
+TASKS = {t.name: t for t in (semantic_segmentation.TASK, instance_segmentation.TASK)}
 
 
 def get(name: str) -> Task:

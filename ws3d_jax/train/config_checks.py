@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ws3d_jax.data import datasets
 from ws3d_jax.models import minkunet
-from ws3d_jax.train import parts, tasks
+from ws3d_jax.train import optimizer, tasks
 
 EXPORT_FORMATS = ('official', 'ply')
 
@@ -54,8 +54,8 @@ def validate_config(config) -> None:
       raise ValueError(f'train.{name} must be at least 1, got {t[name]}')
   if config.model.backbone not in minkunet.PRESETS:
     raise ValueError(f'model.backbone={config.model.backbone!r}; one of {sorted(minkunet.PRESETS)}')
-  if config.optim.schedule not in parts.SCHEDULES:
-    raise ValueError(f'optim.schedule={config.optim.schedule!r}; one of {parts.SCHEDULES}')
+  if config.optim.schedule not in optimizer.SCHEDULES:
+    raise ValueError(f'optim.schedule={config.optim.schedule!r}; one of {optimizer.SCHEDULES}')
   if config.model.compute_dtype not in ('float32', 'bfloat16'):
     raise ValueError(f'model.compute_dtype must be float32 or bfloat16, got {config.model.compute_dtype!r}')
   unknown = set(config.eval.export) - set(EXPORT_FORMATS)

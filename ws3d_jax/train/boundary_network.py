@@ -16,24 +16,44 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import ml_collections
 from clu import metric_writers
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from ws3d_jax import files, hosts, progress
 from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.data import pipeline
-from ws3d_jax.data.augment import AugmentParams
+from ws3d_jax.data.batch_fitting import BatchingSpec, fitted_batcher
 from ws3d_jax.losses.objective import BoundaryObjective
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import fit, steps
-from ws3d_jax.train.batching import fitted_batcher, semantic_targets
 from ws3d_jax.train.evaluate import scene_logits
-from ws3d_jax.train.parts import backbone_of, compute_dtype, make_optimizer
-from ws3d_jax.train.setup import initial_state
+from ws3d_jax.train.optimizer import OptimSpec, make_optimizer
 
 # The focal loss reads only the labels (the boundary targets).
-READER = steps.BatchReader(targets=semantic_targets)
+READER = steps.BatchReader(targets=steps.semantic_targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundarySpec:
+  """What the boundary network is (``config.boundary``, with the main network's backbone knobs
+  and the run's optimiser, batching and seed), made once by the run builder."""
+  backbone: minkunet.BackboneSpec
+  dtype: object  # compute dtype
+  steps: int
+  batch_size: int
+  focal_alpha: float
+  threshold: float  # 0: the F1-maximising threshold on the labeled scenes; else a fixed probability
+  cache_dir: str  # '': <workdir>/boundary
+  quality_scenes: int
+  init_from: str
+  init_step: int
+  seed: int
+  optim: OptimSpec
+  batching: BatchingSpec
+  log_every: int
+  num_threads: int
+  # JSON of what decides its points besides the split: the cache is reused when they and the split match.
+  identity: str
 
 
 class BoundaryTargets:
@@ -52,38 +72,38 @@ class BoundaryTargets:
     return {**scene, 'semantic': target.astype(np.int32)}
 
 
-def fingerprint(config, data) -> str:
-  # Where the cache lives and how many scenes its quality is reported on do not change the points.
-  network = {k: v for k, v in config.boundary.to_dict().items() if k not in ('cache_dir', 'quality_scenes')}
+def identity(data_name: str, voxel_size: float, section: dict, seed: int) -> str:
+  """BoundarySpec.identity from the config's values (``section``: config.boundary as a dict).
+  Where the cache lives and how many scenes its quality is reported on do not change the points."""
+  network = {k: v for k, v in section.items() if k not in ('cache_dir', 'quality_scenes')}
   if not network.get('init_from'):  # not set: the fingerprint of the caches written before the field existed
     network.pop('init_from', None)
     network.pop('init_step', None)
-  settings = {'split': data.fingerprint, 'data': config.data.name, 'voxel_size': config.data.voxel_size,
-              'boundary': network, 'seed': config.seed}
+  return json.dumps({'data': data_name, 'voxel_size': voxel_size, 'boundary': network, 'seed': seed},
+                    sort_keys=True, default=str)
+
+
+def fingerprint(spec: BoundarySpec, data) -> str:
+  settings = {**json.loads(spec.identity), 'split': data.fingerprint}
   return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def needed(config, data) -> bool:
-  """Whether the run's energy reads boundary points of the unlabeled scenes."""
-  return bool(config.boundary.enabled and config.loss.w_energy and config.loss.boundary_labels
-              and config.train.unlabeled_batch and len(data.unlabeled))
-
-
-def with_boundary_points(config, data, workdir: Path, writer=None):
-  """``data`` with the boundary network's points in its unlabeled branch, when the run needs them."""
-  if not needed(config, data):
+def with_boundary_points(spec: BoundarySpec | None, data, workdir: Path, writer=None):
+  """``data`` with the boundary network's points in its unlabeled branch; unchanged without a
+  ``spec`` (a run whose energy reads no boundary points) or without unlabeled scenes."""
+  if spec is None or not len(data.unlabeled):
     return data
-  return dataclasses.replace(data, unlabeled=data.unlabeled.with_boundary(boundary_points(config, data, workdir,
+  return dataclasses.replace(data, unlabeled=data.unlabeled.with_boundary(boundary_points(spec, data, workdir,
                                                                                            writer)))
 
 
-def boundary_points(config, data, workdir: Path, writer=None) -> dict:
+def boundary_points(spec: BoundarySpec, data, workdir: Path, writer=None) -> dict:
   """{unlabeled entry key: bool per point}, from the cache when it matches, else computed
   (``writer``: where its training curves and quality go; None: nowhere)."""
   writer = writer if writer is not None else metric_writers.MultiWriter([])
-  cache = Path(config.boundary.cache_dir) if config.boundary.cache_dir else Path(workdir) / 'boundary'
+  cache = Path(spec.cache_dir) if spec.cache_dir else Path(workdir) / 'boundary'
   manifest, points_file = cache / 'manifest.json', cache / 'points.npz'
-  key = fingerprint(config, data)
+  key = fingerprint(spec, data)
   if manifest.is_file() and points_file.is_file():
     info = json.loads(manifest.read_text())
     if info.get('fingerprint') == key:
@@ -93,21 +113,21 @@ def boundary_points(config, data, workdir: Path, writer=None) -> dict:
       return points
     logging.info('boundary cache in %s is for another split or setting; recomputing', cache)
 
-  variables, model, profile = train_boundary_net(config, data, writer)
-  predict = lambda scene: scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
+  variables, model, profile = train_boundary_net(spec, data, writer)
+  predict = lambda scene: scene_logits(variables, scene, spec.batching.voxel_size, profile, model)[:, 0]
   with progress.Activity.current().doing('boundary network: choosing its threshold on the labeled scenes'):
-    threshold = decision_threshold(config.boundary.threshold, predict, data.labeled)
+    threshold = decision_threshold(spec.threshold, predict, data.labeled)
   points = {}
   with progress.Activity.current().doing(lambda: f'boundary points: {len(points)} of {len(data.unlabeled)} '
                                                  'unlabeled scenes done'):
     for i in range(len(data.unlabeled)):
       points[data.unlabeled.key(i)] = predict(data.unlabeled[i]) > threshold
   with progress.Activity.current().doing('boundary network: precision and recall on evaluation scenes'):
-    quality = boundary_quality(predict, threshold, data, config)
-  writer.write_scalars(config.boundary.steps, {f'boundary/{k}': v for k, v in quality.items()})
+    quality = boundary_quality(predict, threshold, data, spec.quality_scenes)
+  writer.write_scalars(spec.steps, {f'boundary/{k}': v for k, v in quality.items()})
   logging.info('boundary network on %d evaluation scenes (never trained on): %s. Its points set w_ij of the '
                'unlabeled scenes; an F1 far below 0.5 means the energy mostly pulls neighbours together.',
-               min(len(data.eval_scenes), config.boundary.quality_scenes),
+               min(len(data.eval_scenes), spec.quality_scenes),
                ', '.join(f'{k} {v:.3f}' for k, v in quality.items()))
 
   if not hosts.writes_outputs():
@@ -116,40 +136,37 @@ def boundary_points(config, data, workdir: Path, writer=None) -> dict:
   manifest.unlink(missing_ok=True)
   files.save_npz(points_file, points)
   files.write_json(manifest, {'fingerprint': key, 'scenes': len(points), 'quality': quality,
-                              'settings': config.boundary.to_dict()})
+                              'settings': json.loads(spec.identity)['boundary']})
   return points
 
 
-def make_boundary_model(config, bn_axis=steps.AXIS) -> minkunet.MinkUNet:
-  """The main network's backbone knobs, with the boundary section's depth and width."""
-  m = ml_collections.ConfigDict(config.model.to_dict())
-  m.backbone, m.width_scale = config.boundary.backbone, config.boundary.width_scale
-  return minkunet.MinkUNet(num_classes=1, spec=backbone_of(m), dtype=compute_dtype(m.compute_dtype), bn_axis=bn_axis)
+def make_boundary_model(spec: BoundarySpec, bn_axis=steps.AXIS) -> minkunet.MinkUNet:
+  return minkunet.MinkUNet(num_classes=1, spec=spec.backbone, dtype=spec.dtype, bn_axis=bn_axis)
 
 
-def train_boundary_net(config, data, writer):
+def train_boundary_net(spec: BoundarySpec, data, writer):
   """Trains the boundary network on the labeled scenes; returns (variables, predict model, profile)."""
-  b = config.boundary
+  b = spec
   share = hosts.this_process()
   batch_size = max(share.devices, b.batch_size // share.devices * share.devices)  # over every device of the run
   source = BoundaryTargets(data.labeled)
-  aug = AugmentParams.from_config(config.data.augment)
-  rng = np.random.default_rng(config.seed)
+  aug = b.batching.augment
+  rng = np.random.default_rng(b.seed)
   elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
-  model = make_boundary_model(config)
-  batcher = fitted_batcher(config, elements, share, pin_branches=[(source, batch_size // share.devices)],
-                           num_levels=model.spec.num_levels)
-  tx, schedule = make_optimizer(config.optim, b.steps, max(1, len(source) // batch_size))
-  state = initial_state(config.seed + 7, model, tx, batcher, elements, "the boundary network's")
+  model = make_boundary_model(spec)
+  batcher = fitted_batcher(b.batching, elements, model.spec.num_levels, share,
+                           pin_branches=[(source, batch_size // share.devices)])
+  tx, schedule = make_optimizer(b.optim, b.steps, max(1, len(source) // batch_size))
+  state = steps.initial_state(b.seed + 7, model, tx, batcher, elements, "the boundary network's")
   if b.init_from:
     state = from_main_backbone(state, b.init_from, b.init_step)
-  stream = pipeline.training_stream(source, batch_size, config.seed + 9, batcher, aug, num_views=1,
-                                    num_threads=config.data.num_threads, share=share)
+  stream = pipeline.training_stream(source, batch_size, b.seed + 9, batcher, aug, num_views=1,
+                                    num_threads=b.num_threads, share=share)
   loop = fit.Loop(name='boundary network', step_label='boundary network step',
                   compile_name="the boundary network's train step", scalar_prefix='boundary/', total_steps=b.steps,
-                  log_every=config.train.log_every)
+                  log_every=b.log_every)
   state = fit.fit(loop, state, stream, model, BoundaryObjective(alpha=b.focal_alpha), READER,
-                  jax.random.PRNGKey(config.seed + 8), writer, schedule).state
+                  jax.random.PRNGKey(b.seed + 8), writer, schedule).state
   return ({'params': state.params, 'batch_stats': state.batch_stats}, model.clone(bn_axis=None), batcher.profile)
 
 
@@ -212,11 +229,11 @@ def f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
   return float((s[k] + s[k + 1]) / 2) if k + 1 < len(s) else float(s[k] - 1.0)
 
 
-def boundary_quality(predict, threshold: float, data, config) -> dict:
+def boundary_quality(predict, threshold: float, data, quality_scenes: int) -> dict:
   """Precision / recall / F1 of predicted boundary points against the ground truth of a few
   evaluation scenes (never used for training; a check that the network learned something)."""
   tp = fp = fn = total = 0
-  for i in range(min(len(data.eval_scenes), config.boundary.quality_scenes)):
+  for i in range(min(len(data.eval_scenes), quality_scenes)):
     scene = data.eval_scenes[i]
     known = scene['semantic'] != IGNORE_LABEL
     pred = (predict(scene) > threshold)[known]

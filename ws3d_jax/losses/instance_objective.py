@@ -65,12 +65,12 @@ class InstanceObjective:
     valid = inst.id > 0
     l1 = direction = 0.0
     for o, target in zip(outputs, inst.offsets):
-      a, b = offset_losses(o['offsets'], target, valid)
+      a, b = offset_losses(o.offsets, target, valid)
       l1, direction = l1 + a / len(outputs), direction + b / len(outputs)
     terms.update(offset_l1=l1, offset_direction=direction)
     loss += self.w_offset * (l1 + direction)
     if self.w_score:
-      terms['score'] = score_loss(outputs[0]['proposal_scores'], inst.proposal_target, inst.proposal_valid)
+      terms['score'] = score_loss(outputs[0].proposal_scores, inst.proposal_target, inst.proposal_valid)
       terms['proposals'] = inst.proposal_valid.sum()
       loss += self.w_score * terms['score']
     return loss, terms
