@@ -91,7 +91,8 @@ def semantic_reference(ratio: int, seed: int, room_seed: int, arm: str, workdir:
   settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
   run = le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / arm
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
-  model, profile = run_builder.predict_model_and_profile(config, data)
+  run = run_builder.build(config, data, one_device=True)
+  model, profile = run.model, run.batcher.profile
   variables, _ = saved_variables(run, config.train.steps)
   tp = fp = fn = 0
   for i in range(len(data.eval_scenes)):

@@ -141,7 +141,8 @@ def run_diagnostics(config, workdir: Path, max_scenes: int = 24) -> dict:
 
   out = {}
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
-  model, profile = run_builder.predict_model_and_profile(config, data)
+  run = run_builder.build(config, data, one_device=True)
+  model, profile = run.model, run.batcher.profile
   variables, _ = saved_variables(workdir)
   if len(data.unlabeled):
     out['pseudo_labels'] = pseudo_labels.unlabeled_quality(variables, data, config.data.voxel_size, config.loss.gamma,

@@ -82,7 +82,8 @@ def main(argv):
 
   config, workdir = flags.FLAGS.config, Path(flags.FLAGS.workdir)
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
-  model, profile = run_builder.predict_model_and_profile(config, data)
+  run = run_builder.build(config, data, one_device=True)
+  model, profile = run.model, run.batcher.profile
   variables, step = saved_variables(workdir, flags.FLAGS.step)
   quality_now = unlabeled_quality(variables, data, config.data.voxel_size, config.loss.gamma, profile, model)
   print(json.dumps({'step': step, **quality_now}, indent=2))

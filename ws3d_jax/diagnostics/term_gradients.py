@@ -18,8 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ws3d_jax.data import pipeline, sources
-from ws3d_jax.data.batch_fitting import fitted_batcher, sample_elements
-from ws3d_jax.models import minkunet
 from ws3d_jax.train import boundary_network, run_builder, steps
 from ws3d_jax.train.checkpoints import saved_variables
 from ws3d_jax.train.steps import semantic_targets
@@ -74,17 +72,13 @@ def report(config, workdir: Path, step: int = 0, batches: int = 2) -> dict:
   ``workdir``, over ``batches`` of the batches the run trained on from that step. Computes the
   boundary points again when their cache is missing or stale."""
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
-  num_classes = len(data.class_names)
+  run = run_builder.build(config, data, one_device=True)
   variables, step = saved_variables(workdir, step)
-  data = boundary_network.with_boundary_points(run_builder.boundary_spec(config), data, workdir)
-  model = run_builder.ws3d_net(config, num_classes, bn_axis=None)
-  objective = run_builder.objective(config, num_classes, axis_name=None)
-  t, batching = run_builder.train_spec(config), run_builder.batching_spec(config)
-  batcher = fitted_batcher(batching, sample_elements(data, batching, t.labeled_batch, t.unlabeled_batch),
-                           minkunet.levels_of(config.model.backbone))
+  data = boundary_network.with_boundary_points(run.boundary, data, workdir)
+  t = run.train
   stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
-                                batcher, batching.augment, start_step=step, num_threads=1)
-  grads = [term_gradients(variables['params'], variables['batch_stats'], model, objective, next(stream),
+                                run.batcher, run.augment, start_step=step, num_threads=1)
+  grads = [term_gradients(variables['params'], variables['batch_stats'], run.model, run.objective, next(stream),
                           jax.random.PRNGKey(i)) for i in range(batches)]
   return {'step': step, 'batches': batches, **summarize(grads)}
 

@@ -69,39 +69,28 @@ class Run:
   example: tuple  # one batch of the run's shape, as elements: what the variables are initialised on
 
 
-def build(config, data) -> Run:
-  """The run of ``config`` on the scenes of ``data`` (sources.load_experiment)."""
+def build(config, data, one_device: bool = False) -> Run:
+  """The run of ``config`` on the scenes of ``data`` (sources.load_experiment). ``one_device``:
+  the same run unsharded (no device axis, no cross-device statistics, no pinned bucket), for
+  what reads or probes a trained run (the diagnostics)."""
   task = tasks.get(config.task)
   num_classes = len(data.class_names)
   settings = task_settings(config, task, data.class_names)
   total, per_epoch = steps_of(config, data)
   t, batching = train_spec(config), batching_spec(config)
   elements = sample_elements(data, batching, t.labeled_batch, t.unlabeled_batch)
-  share = hosts.this_process()
+  share, axis = (None, None) if one_device else (hosts.this_process(), AXIS)
+  pin = () if one_device else [(data.labeled, t.labeled_batch // share.devices),
+                               (data.unlabeled, t.unlabeled_batch // share.devices)]
   batcher = fitted_batcher(batching, elements, minkunet.levels_of(config.model.backbone), share,
-                           max_proposals=getattr(settings, 'max_proposals', 0),
-                           pin_branches=[(data.labeled, t.labeled_batch // share.devices),
-                                         (data.unlabeled, t.unlabeled_batch // share.devices)])
-  ws3d = ws3d_net(config, num_classes)
+                           max_proposals=getattr(settings, 'max_proposals', 0), pin_branches=pin)
+  ws3d = ws3d_net(config, num_classes, bn_axis=axis)
   tx, schedule = make_optimizer(optim_spec(config), total, per_epoch)
   return Run(task=task, train=t, evaluation=eval_spec(config, settings), boundary=boundary_spec(config),
              augment=batching.augment, model=task.make_model(ws3d, settings),
              eval_model=task.make_model(ws3d.clone(bn_axis=None), settings),
-             objective=task.make_objective(objective(config, num_classes, total), settings), tx=tx,
+             objective=task.make_objective(objective(config, num_classes, total, axis_name=axis), settings), tx=tx,
              schedule=schedule, batcher=batcher, total_steps=total, steps_per_epoch=per_epoch, example=tuple(elements))
-
-
-def predict_model_and_profile(config, data) -> tuple:
-  """(model for one unsharded scene, bucket profile): what reads a trained run's predictions
-  (the diagnostics) needs, without the rest of a run."""
-  batching = batching_spec(config)
-  t = config.train
-  elements = sample_elements(data, batching, t.labeled_batch, t.unlabeled_batch)
-  batcher = fitted_batcher(batching, elements, minkunet.levels_of(config.model.backbone))
-  task = tasks.get(config.task)
-  model = task.make_model(ws3d_net(config, len(data.class_names), bn_axis=None),
-                          task_settings(config, task, data.class_names))
-  return model, batcher.profile
 
 
 # --- each layer's value, from its config section -------------------------------------------------
