@@ -5,9 +5,9 @@
     python -m ws3d_jax.bench.label_efficiency --room_seed=5000   # the same on rooms nobody tuned on
     python -m ws3d_jax.bench.label_efficiency --table5           # the paper's Table 5 at 5%, one seed
     python -m ws3d_jax.bench.label_efficiency --instances        # paper Table 4: PointGroup, sup_only vs WS3D
-    python -m ws3d_jax.bench.label_efficiency --ratios=100 --every_arm_at_100         # paper Table 2
-    python -m ws3d_jax.bench.label_efficiency --ratios=20,100 --every_arm_at_100 \
-        --arms=ws3d,ws3d_transductive                                # paper Table 3
+    python -m ws3d_jax.bench.label_efficiency --ratios=100 --every_arm_at_100   # paper Table 2
+    python -m ws3d_jax.bench.label_efficiency --ratios=20,100 --every_arm_at_100 --arms=sup_only,ws3d,ws3d_transductive
+                                                                 # paper Tables 2 and 3
 
 On generated rooms (``configs/synthetic.py``, shrunk so that a run takes a minute or two on a
 laptop CPU): hundreds of training rooms, so that the labeled share is the bottleneck, and a
