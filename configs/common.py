@@ -136,6 +136,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 5000  # 0: only at the end
   c.train.init_from = ''  # a workdir (typically the sup_only run of the same split) to continue from
   c.train.init_step = 0  # its checkpoint to start at (0: its latest); the run then continues from that step
+  # The first loss.warmup of the steps on labeled scenes alone (the sup_only step: no unlabeled
+  # branch, half the work), as the label-efficiency benchmark's WS3D arm trains; off: the WS3D
+  # step with the unlabeled terms at weight 0 (docs/training.md, "Schedule").
+  c.train.labeled_warmup = False
   # A rerun of a workdir stops when its config changes the model, data, split or objective of the
   # run there; these fields (comma separated, or 'all') are accepted instead (docs/training.md).
   c.train.resume_changes = ''

@@ -51,6 +51,15 @@ class TrainSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabeledWarmup:
+  """The labeled-only first steps of a WS3D run (``train.labeled_warmup``): the step of a sup_only
+  run (labeled scenes alone, the unlabeled terms off), on the same model, optimiser and schedule."""
+  steps: int  # the run's steps 1 .. steps
+  objective: object
+  batcher: pipeline.Batcher
+
+
+@dataclasses.dataclass(frozen=True)
 class Run:
   """What a run trains and evaluates with."""
   task: Task
@@ -67,6 +76,7 @@ class Run:
   total_steps: int
   steps_per_epoch: int
   example: tuple  # one batch of the run's shape, as elements: what the variables are initialised on
+  warmup: LabeledWarmup | None = None  # None: every step is the run's own
 
 
 def build(config, data, one_device: bool = False) -> Run:
@@ -82,15 +92,26 @@ def build(config, data, one_device: bool = False) -> Run:
   share, axis = (None, None) if one_device else (hosts.this_process(), AXIS)
   pin = () if one_device else [(data.labeled, t.labeled_batch // share.devices),
                                (data.unlabeled, t.unlabeled_batch // share.devices)]
-  batcher = fitted_batcher(batching, elements, minkunet.levels_of(config.model.backbone), share,
-                           max_proposals=getattr(settings, 'max_proposals', 0), pin_branches=pin)
+  levels = minkunet.levels_of(config.model.backbone)
+  max_proposals = getattr(settings, 'max_proposals', 0)
+  batcher = fitted_batcher(batching, elements, levels, share, max_proposals=max_proposals, pin_branches=pin)
   ws3d = ws3d_net(config, num_classes, bn_axis=axis)
   tx, schedule = make_optimizer(optim_spec(config), total, per_epoch)
+  full = objective(config, num_classes, total, axis_name=axis)
+  warmup = None
+  if config.train.labeled_warmup and t.unlabeled_batch and full.ramp.warmup_steps and not one_device:
+    # The batcher and objective a sup_only run of this config has: the same labeled batches.
+    labeled = sample_elements(data, batching, t.labeled_batch, 0)
+    warmup = LabeledWarmup(
+        steps=full.ramp.warmup_steps,
+        objective=task.make_objective(dataclasses.replace(full, w_energy=0.0, w_contrast=0.0, ramp=Ramp()), settings),
+        batcher=fitted_batcher(batching, labeled, levels, share, max_proposals=max_proposals,
+                               pin_branches=[(data.labeled, t.labeled_batch // share.devices)]))
   return Run(task=task, train=t, evaluation=eval_spec(config, settings), boundary=boundary_spec(config),
              augment=batching.augment, model=task.make_model(ws3d, settings),
              eval_model=task.make_model(ws3d.clone(bn_axis=None), settings),
-             objective=task.make_objective(objective(config, num_classes, total, axis_name=axis), settings), tx=tx,
-             schedule=schedule, batcher=batcher, total_steps=total, steps_per_epoch=per_epoch, example=tuple(elements))
+             objective=task.make_objective(full, settings), tx=tx, schedule=schedule, batcher=batcher,
+             total_steps=total, steps_per_epoch=per_epoch, example=tuple(elements), warmup=warmup)
 
 
 # --- each layer's value, from its config section -------------------------------------------------

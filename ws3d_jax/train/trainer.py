@@ -62,21 +62,30 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train') -> dict:
       return finish(run, state, step, data, writer, workdir)
 
     data = boundary_network.with_boundary_points(run.boundary, data, workdir, writer)
-    t = run.train
+    t, w = run.train, run.warmup
     state, start = checkpoints.resume(state, t.init_from, t.init_step)
+    warm_diverged = None
+    if w is not None and start < w.steps:
+      stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, 0, t.seed, w.batcher, run.augment,
+                                    start_step=start, num_threads=t.num_threads, share=hosts.this_process())
+      fitted = train(run, state, stream, start, data, writer, checkpoints, phase=w)
+      state, start, warm_diverged = fitted.state, w.steps, fitted.diverged_at
     stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
                                   run.batcher, run.augment, start_step=start, num_threads=t.num_threads,
                                   share=hosts.this_process())
     fitted = train(run, state, stream, start, data, writer, checkpoints)
     state = fitted.state
-    summary = finish(run, state, run.total_steps, data, writer, workdir, fitted.diverged_at)
+    diverged = warm_diverged if warm_diverged is not None else fitted.diverged_at
+    summary = finish(run, state, run.total_steps, data, writer, workdir, diverged)
     checkpoints.save_best(run.total_steps, state, summary[metric])
     checkpoints.wait_until_finished()
     return summary
 
 
-def train(run: run_builder.Run, state, stream, start: int, data, writer, checkpoints: Checkpoints) -> fit.Fitted:
-  """The WS3D network from step ``start`` to the end, evaluated every ``train.eval_every`` steps."""
+def train(run: run_builder.Run, state, stream, start: int, data, writer, checkpoints: Checkpoints,
+          phase: run_builder.LabeledWarmup | None = None) -> fit.Fitted:
+  """The WS3D network from step ``start`` to the end (or, with ``phase``, to the end of the
+  labeled-only warm-up, with its objective), evaluated every ``train.eval_every`` steps."""
   t, task = run.train, run.task
 
   def evaluate_during_training(step: int, host_state) -> None:
@@ -88,13 +97,16 @@ def train(run: run_builder.Run, state, stream, start: int, data, writer, checkpo
     if hosts.writes_outputs():
       append_history(checkpoints.directory.parent, step, task.metric, summary[task.metric])
 
-  loop = fit.Loop(name='WS3D training', step_label='step', compile_name='the WS3D train step', scalar_prefix='',
-                  total_steps=run.total_steps, log_every=t.log_every, logged_terms=LOGGED_TERMS,
+  name, compile_name = ('labeled-only warm-up', 'the labeled-only step') if phase else (
+      'WS3D training', 'the WS3D train step')
+  loop = fit.Loop(name=name, step_label='step', compile_name=compile_name, scalar_prefix='',
+                  total_steps=phase.steps if phase else run.total_steps, log_every=t.log_every, logged_terms=LOGGED_TERMS,
                   checkpoint_every=t.checkpoint_every, checkpoint_seconds=t.checkpoint_seconds,
                   eval_every=t.eval_every)
   settings = run.evaluation.task_settings
   before_step = task.before_step(settings, run.eval_model, run.total_steps) if task.before_step else None
-  return fit.fit(loop, state, stream, run.model, run.objective, task.reader, jax.random.PRNGKey(t.seed + 1),
+  objective = phase.objective if phase else run.objective
+  return fit.fit(loop, state, stream, run.model, objective, task.reader, jax.random.PRNGKey(t.seed + 1),
                  writer, run.schedule, start, checkpoints, evaluate_during_training, before_step)
 
 
