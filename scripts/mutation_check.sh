@@ -67,9 +67,9 @@ if [ "$which" = all ] || [ "$which" = offset_order ]; then
 fi
 if [ "$which" = all ] || [ "$which" = restored_step ]; then
   run restored_step ws3d_jax/train/checkpoints.py \
-    "      logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
+    "' (it has no checksums: unverified)' if step in self.unverified else '')
       return restored, step" \
-    "      logging.info('resumed from the checkpoint of step %d in %s', step, self.latest.directory)
+    "' (it has no checksums: unverified)' if step in self.unverified else '')
       return restored, step + 1"
 fi
 if [ "$which" = no_exchange ]; then
