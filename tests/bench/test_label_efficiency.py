@@ -77,6 +77,7 @@ def test_summary_mean_std_and_the_win_rule():
   row = le.summarize(runs)['g']['5pct']
   assert np.isclose(row['sup_only']['mean'], 52.0) and np.isclose(row['sup_only']['std'], 2.0)
   assert np.isclose(row['ws3d']['std'], 1.0) and np.isclose(row['gain'], 9.0) and row['wins']
+  assert np.allclose(list(row['paired_gains'].values()), [10.0, 9.0, 8.0])  # seed 0: 60 - 50, ...
   runs['k5']['metric'] = 0.75  # a wide spread: the gain no longer beats twice the larger std
   row = le.summarize(runs)['g']['5pct']
   assert not row['wins']

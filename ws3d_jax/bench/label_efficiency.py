@@ -252,6 +252,11 @@ def summarize(runs: dict) -> dict:
           arm['std'] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
       if all(a in ratio for a in ARMS):
         ratio['gain'] = ratio['ws3d']['mean'] - ratio['sup_only']['mean']
+        # Seed by seed (the arms of one seed share the split and the warm-up): what the mean hides.
+        sup = dict(zip(ratio['sup_only']['seeds'], ratio['sup_only']['values']))
+        ratio['paired_gains'] = {str(seed): 100 * (v - sup[seed])
+                                 for seed, v in sorted(zip(ratio['ws3d']['seeds'], ratio['ws3d']['values']))
+                                 if seed in sup}
         # The rule is judged on the same seeds in both arms, two at least (a std of one is 0);
         # until then the row says which seeds are in (a benchmark still running).
         if sorted(ratio['ws3d']['seeds']) == sorted(ratio['sup_only']['seeds']) and len(ratio['ws3d']['seeds']) > 1:
@@ -269,14 +274,15 @@ def markdown(report: dict) -> str:
            f"{s['scale']['steps']} steps; val {s['metric']} in %, mean ± std over seeds.", '',
            f"Command: `{s['command']}`", '']
   for group, ratios in sorted(report.get('summary', {}).items()):
-    lines += [f'## {group}', '', '| labels | sup_only | ws3d | gain | WS3D wins (>= 2 and > 2 std) |',
-              '|---|---|---|---|---|']
+    lines += [f'## {group}', '', '| labels | sup_only | ws3d | gain | WS3D wins (>= 2 and > 2 std) | gain per seed |',
+              '|---|---|---|---|---|---|']
     for ratio in sorted(ratios, key=lambda r: int(r[:-3])):
       row = ratios[ratio]
       gain = f"{row['gain']:+.1f}" if 'gain' in row else ''
       wins = ('yes' if row['wins'] else 'no') if 'wins' in row else (
           f"pending (seeds {len(row['sup_only']['seeds'])} / {len(row['ws3d']['seeds'])})" if 'gain' in row else '')
-      lines.append(f"| {ratio} | {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {gain} | {wins} |")
+      paired = ' / '.join(f'{g:+.1f}' for g in row.get('paired_gains', {}).values())
+      lines.append(f"| {ratio} | {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {gain} | {wins} | {paired} |")
     lines.append('')
     transductive = [r for r in sorted(ratios, key=lambda r: int(r[:-3])) if 'ws3d_transductive' in ratios[r]]
     if transductive:
