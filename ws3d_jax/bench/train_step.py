@@ -68,6 +68,50 @@ def load_config(spec: str, overrides):
   return config
 
 
+# The peer runs this file against its own package (--peer): a checkout before the run builder and
+# the typed batch (issue 26, e.g. 203b4c1, the reference of issue 24) builds its run the old way.
+def _run_and_stream(config, workdir: str):
+  """(the run, as run_builder.Run or the older train.setup.Setup, and its training stream)."""
+  from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
+  try:
+    from ws3d_jax.train import boundary_network, run_builder  # noqa: PLC0415
+  except ImportError:
+    return _old_run_and_stream(config, workdir)
+  data = sources.load_experiment(run_builder.data_spec(config), workdir)
+  run = run_builder.build(config, data)
+  t = run.train
+  data = boundary_network.with_boundary_points(run.boundary, data, workdir)
+  return run, pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
+                                   run.batcher, run.augment, num_threads=t.num_threads)
+
+
+def _old_run_and_stream(config, workdir: str):
+  from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
+  from ws3d_jax.data.augment import AugmentParams  # noqa: PLC0415
+  from ws3d_jax.train import boundary, setup, tasks  # noqa: PLC0415
+  t = config.train
+  data = sources.load_experiment(config, workdir)
+  run = setup.make_setup(config, data, tasks.get(config.task))
+  data = boundary.with_boundary_points(config, data, workdir)
+  return run, pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, config.seed,
+                                   run.batcher, AugmentParams.from_config(config.data.augment),
+                                   num_threads=config.data.num_threads)
+
+
+def _caps(batch):
+  return batch['caps'] if isinstance(batch, dict) else batch.caps
+
+
+def _first_view(batch):
+  return batch['view0'] if isinstance(batch, dict) else batch.views[0]
+
+
+def _on_device(batch):
+  if isinstance(batch, dict):  # before the typed batch: every array but the capacities and names
+    return {k: v for k, v in batch.items() if k not in ('caps', 'scene_id')}
+  return batch.on_device()
+
+
 class StepBench:
   """The run of one config, built up to its first training step."""
 
@@ -75,26 +119,20 @@ class StepBench:
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
-    from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
-    from ws3d_jax.train import boundary_network, run_builder, steps  # noqa: PLC0415
+    from ws3d_jax.train import steps  # noqa: PLC0415
 
-    data = sources.load_experiment(run_builder.data_spec(config), workdir)
-    run = run_builder.build(config, data)
-    t = run.train
+    run, stream = _run_and_stream(config, workdir)
     self.model, self.objective, self.reader = run.model, run.objective, run.task.reader
-    data = boundary_network.with_boundary_points(run.boundary, data, workdir)
-    stream = pipeline.ws3d_stream(data.labeled, data.unlabeled, t.labeled_batch, t.unlabeled_batch, t.seed,
-                                  run.batcher, run.augment, num_threads=t.num_threads)
     t0, drawn = time.perf_counter(), [next(stream) for _ in range(4 * _BATCHES.value)]
     self.pipeline_batches_per_s = len(drawn) / (time.perf_counter() - t0)
-    caps = max({b.caps for b in drawn}, key=lambda c: sum(b.caps == c for b in drawn))
-    self.batches = [b for b in drawn if b.caps == caps][:_BATCHES.value]
+    caps = max({_caps(b) for b in drawn}, key=lambda c: sum(_caps(b) == c for b in drawn))
+    self.batches = [b for b in drawn if _caps(b) == caps][:_BATCHES.value]
     self.caps = caps
     state = steps.create_train_state(jax.random.PRNGKey(config.seed), self.model, run.tx,
-                                     jax.tree.map(lambda x: x[0], self.batches[0].views[0]), caps)
+                                     jax.tree.map(lambda x: x[0], _first_view(self.batches[0])), caps)
     self.state = steps.replicate(state)
     self.rng = steps.replicate(jax.random.PRNGKey(1))
-    self.device_batches = [jax.device_put(b.on_device()) for b in self.batches]
+    self.device_batches = [jax.device_put(_on_device(b)) for b in self.batches]
     self._step = steps.train_step
     self._np = np
     self.i = 0

@@ -1,0 +1,113 @@
+"""How far the training step is from its physical limit: useful against executed FLOPs.
+
+    python -m ws3d_jax.bench.step_flops --config=configs/synthetic.py [--attainable_gflops=130]
+
+It builds the run as ``ws3d_jax.bench.train_step`` does (its --config, --set and --workdir).
+
+Useful FLOPs count the work on real voxels and real pairs only, layer by layer of the network as
+built (``useful_forward_flops``): a submanifold convolution 2 (N + P) Cin Cout at its level (N real
+voxels, each its own centre, P real side pairs), a strided or transposed 2x2x2 convolution
+2 N_fine Cin Cout (each fine voxel has one parent), a 1x1 layer 2 N Cin Cout; the backward pass
+twice the forward (the input and the weight gradients); every view of every scene of one batch.
+Executed FLOPs are what XLA's cost analysis counts in the compiled step: the padding of the
+capacity buckets, the empty children of the strided and transposed convolutions, the losses and
+the optimiser included. The lower bound of the step is the useful FLOPs at the attainable rate of
+this machine at these shapes (docs/benchmarks.md: about 130 GFLOP/s on the 2-core CPU).
+"""
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+
+from ws3d_jax.bench import train_step
+
+_ATTAINABLE = flags.DEFINE_float('attainable_gflops', 130.0, 'attainable GFLOP/s of this machine at these shapes')
+
+
+def useful_forward_flops(spec, voxels, pairs, in_features: int, num_classes: int, embed_dim: int = 0,
+                         contrast_stages=()) -> int:
+  """Forward FLOPs of MinkUNet (models/minkunet.py, as ``spec`` builds it) plus WS3DNet's
+  projection heads on one view with ``voxels[l]`` real voxels and ``pairs[l]`` real side pairs
+  at level l."""
+  n, p = voxels, pairs
+  subm = lambda level, cin, cout: 2 * (n[level] + p[level]) * cin * cout
+  dense = lambda count, cin, cout: 2 * count * cin * cout
+
+  def blocks(count, level, c, planes):
+    flops = 0
+    for _ in range(count):
+      flops += subm(level, c, planes) + subm(level, planes, planes) + (dense(n[level], c, planes) if c != planes else 0)
+      c = planes
+    return flops, c
+
+  total, c = subm(0, in_features, spec.stem), spec.stem
+  stage_channels = [c]
+  down = spec.num_levels - 1
+  for i in range(down):
+    total += dense(n[i], c, c)  # strided: each fine voxel feeds its one parent
+    f, c = blocks(spec.blocks[i], i + 1, c, spec.planes[i])
+    total += f
+    stage_channels.append(c)
+  for j in range(down):
+    level, planes = down - 1 - j, spec.planes[down + j]
+    total += dense(n[level], c, planes)  # transposed: each fine voxel reads its one parent
+    f, c = blocks(spec.blocks[down + j], level, planes + stage_channels[level], planes)
+    total += f
+  total += dense(n[0], c, num_classes)
+  for m in contrast_stages:
+    total += dense(n[m], stage_channels[m], stage_channels[m]) + dense(n[m], stage_channels[m], embed_dim)
+  return int(total)
+
+
+def useful_step_flops(run, batch) -> int:
+  """Forward and backward (3x forward) over every view of one (sharded) batch of ``run``."""
+  import numpy as np  # noqa: PLC0415
+
+  from ws3d_jax import sparse  # noqa: PLC0415
+  model = run.model
+  ws3d = getattr(model, 'ws3d', model)
+  total = 0
+  for view in batch.views:
+    for d in range(view.coords.shape[0]):
+      valid = np.asarray(view.voxel_valid[d])
+      counts = sparse.count_structure(np.asarray(view.coords[d])[valid], int(np.asarray(view.point_valid[d]).sum()),
+                                      ws3d.spec.num_levels)
+      total += 3 * useful_forward_flops(ws3d.spec, counts.voxels, counts.pairs, view.features.shape[-1],
+                                        ws3d.num_classes, ws3d.embed_dim, ws3d.contrast_stages)
+  return total
+
+
+def executed_step_flops(run, batch, state, rng) -> float:
+  """FLOPs of the compiled train step, by XLA's cost analysis (every device's share)."""
+  from ws3d_jax.train import steps  # noqa: PLC0415
+  compiled = steps.train_step.lower(state, batch.on_device(), rng, batch.caps, run.model, run.objective,
+                                    run.task.reader).compile()
+  analysis = compiled.cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+  return float(analysis['flops']) * batch.views[0].coords.shape[0]
+
+
+def main(argv):
+  del argv
+  import jax  # noqa: PLC0415
+
+  from ws3d_jax import runtime  # noqa: PLC0415
+  runtime.configure()
+  from ws3d_jax.train import steps  # noqa: PLC0415
+
+  config = train_step.load_config(train_step._CONFIG.value, train_step._OVERRIDES.value)
+  run, stream = train_step._run_and_stream(config, train_step._WORKDIR.value)
+  batch = next(stream)
+  state = steps.replicate(steps.initial_state(config.seed, run.model, run.tx, run.batcher, run.example))
+  rng = steps.replicate(jax.random.PRNGKey(1))
+  useful = useful_step_flops(run, batch)
+  executed = executed_step_flops(run, batch, state, rng)
+  report = {'config': train_step._CONFIG.value, 'overrides': train_step._OVERRIDES.value, 'caps_voxels': list(batch.caps.voxels), 'useful_gflop': useful / 1e9,
+            'executed_gflop': executed / 1e9, 'executed_over_useful': executed / max(useful, 1),
+            'attainable_gflops': _ATTAINABLE.value, 'lower_bound_s': useful / 1e9 / _ATTAINABLE.value}
+  print(json.dumps(report, indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)
