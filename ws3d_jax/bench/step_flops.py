@@ -97,13 +97,14 @@ def main(argv):
   from ws3d_jax.train import steps  # noqa: PLC0415
 
   config = train_step.load_config(train_step._CONFIG.value, train_step._OVERRIDES.value)
-  run, stream = train_step._run_and_stream(config, train_step._WORKDIR.value)
+  run, stream = train_step.run_and_stream(config, train_step._WORKDIR.value)
   batch = next(stream)
   state = steps.replicate(steps.initial_state(config.seed, run.model, run.tx, run.batcher, run.example))
   rng = steps.replicate(jax.random.PRNGKey(1))
   useful = useful_step_flops(run, batch)
   executed = executed_step_flops(run, batch, state, rng)
-  report = {'config': train_step._CONFIG.value, 'overrides': train_step._OVERRIDES.value, 'caps_voxels': list(batch.caps.voxels), 'useful_gflop': useful / 1e9,
+  report = {'config': train_step._CONFIG.value, 'overrides': train_step._OVERRIDES.value,
+            'caps_voxels': list(batch.caps.voxels), 'useful_gflop': useful / 1e9,
             'executed_gflop': executed / 1e9, 'executed_over_useful': executed / max(useful, 1),
             'attainable_gflops': _ATTAINABLE.value, 'lower_bound_s': useful / 1e9 / _ATTAINABLE.value}
   print(json.dumps(report, indent=1))

@@ -70,7 +70,7 @@ def load_config(spec: str, overrides):
 
 # The peer runs this file against its own package (--peer): a checkout before the run builder and
 # the typed batch (issue 26, e.g. 203b4c1, the reference of issue 24) builds its run the old way.
-def _run_and_stream(config, workdir: str):
+def run_and_stream(config, workdir: str):
   """(the run, as run_builder.Run or the older train.setup.Setup, and its training stream)."""
   from ws3d_jax.data import pipeline, sources  # noqa: PLC0415
   try:
@@ -121,7 +121,7 @@ class StepBench:
 
     from ws3d_jax.train import steps  # noqa: PLC0415
 
-    run, stream = _run_and_stream(config, workdir)
+    run, stream = run_and_stream(config, workdir)
     self.model, self.objective, self.reader = run.model, run.objective, run.task.reader
     t0, drawn = time.perf_counter(), [next(stream) for _ in range(4 * _BATCHES.value)]
     self.pipeline_batches_per_s = len(drawn) / (time.perf_counter() - t0)
