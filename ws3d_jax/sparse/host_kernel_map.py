@@ -1,0 +1,173 @@
+"""Kernel maps built on the host, in the input pipeline: numpy, int64 keys.
+
+``kernel_map.build_geometry`` builds the same maps on the device, inside the jitted step. On a
+small CPU that costs about 8% of a WS3D step and a share of every compile, while the input
+pipeline has time to spare and already voxelizes, sorts and counts the same voxels. Here the
+maps are built once per batch, beside the padding, and handed to the step as arrays: the step
+then holds only the convolutions.
+
+Two phases, because the capacities are planned from counts:
+
+* ``pyramid(coords, num_levels)``: every level's voxels (key order), their 3x3x3 neighbours and
+  their parents, unpadded. ``Pyramid.counts`` are the ``StructureCounts`` a bucket is planned
+  from.
+* ``geometry(pyramid, view, caps, chunk_sizes)``: the padded ``kernel_map.Geometry``, equal
+  element for element to what ``build_geometry`` computes from the same padded view (the device
+  builder stays as the reference in tests and as the path of batches built without maps).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from ws3d_jax.sparse import keys as K
+from ws3d_jax.sparse.buckets import Capacities, StructureCounts
+from ws3d_jax.sparse.kernel_map import NUM_OFFSETS, OFFSETS, SIDE_OFFSETS, DownMap, Geometry, Level, PairMap
+
+_COLUMNS = OFFSETS[::3, :2]  # the nine (dx, dy) columns, in offset order: offset = 3 * column + dz + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PyramidLevel:
+  coords: np.ndarray  # (n, 4) int32 b, x, y, z, in key order
+  nbr: np.ndarray  # (n, 27) int32 rows of this level, -1 where the neighbour is missing
+  parent: np.ndarray | None  # (n,) int32 row of the next level; None at the last level
+  slot: np.ndarray | None  # (n,) int32 position 0..7 inside the parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Pyramid:
+  levels: tuple  # of PyramidLevel, stride 1, 2, 4, ...
+
+  def counts(self, num_points: int, regions: int = 0, region_pairs: int = 0) -> StructureCounts:
+    return StructureCounts(voxels=tuple(len(lv.coords) for lv in self.levels),
+                           pairs=tuple(int((lv.nbr[:, SIDE_OFFSETS] >= 0).sum()) for lv in self.levels),
+                           points=int(num_points), regions=int(regions), region_pairs=int(region_pairs))
+
+
+def pyramid(coords: np.ndarray, num_levels: int) -> Pyramid:
+  """The levels of a batch's real voxels; ``coords`` (n, 4) b, x, y, z, unique, in key order."""
+  coords = np.asarray(coords, np.int64)
+  levels = []
+  for level in range(num_levels):
+    last = level == num_levels - 1
+    parent = slot = next_coords = None
+    if not last:
+      parent_keys = K.host_keys(np.concatenate([coords[:, :1], coords[:, 1:] >> 1], axis=1))
+      uniq, parent = np.unique(parent_keys, return_inverse=True)
+      next_coords = K.host_unpack(uniq).astype(np.int64)
+      slot = _slot(coords)
+    levels.append(PyramidLevel(coords=coords.astype(np.int32), nbr=_neighbours(coords),
+                               parent=None if last else parent.astype(np.int32).ravel(),
+                               slot=None if last else slot.astype(np.int32)))
+    coords = next_coords
+  return Pyramid(levels=tuple(levels))
+
+
+def geometry(pyr: Pyramid, voxel_valid: np.ndarray, point2voxel: np.ndarray, point_valid: np.ndarray,
+             caps: Capacities, chunk_sizes: Sequence[int | None]) -> Geometry:
+  """The padded maps of one view (its padded ``voxel_valid``, ``point2voxel``, ``point_valid``)
+  for the capacities ``caps``: ``chunk_sizes[l]`` lays out level l's pair map, None skips it."""
+  counts = pyr.counts(0)
+  if len(pyr.levels) != len(caps.voxels) or int(np.sum(voxel_valid)) != counts.voxels[0]:
+    raise ValueError(f'the pyramid ({counts.voxels[0]} voxels, {len(pyr.levels)} levels) is not of this view '
+                     f'({int(np.sum(voxel_valid))} voxels, {len(caps.voxels)} levels)')
+  for what, need, cap in (('voxels', counts.voxels, caps.voxels), ('side pairs', counts.pairs, caps.pairs)):
+    for level, (n, c) in enumerate(zip(need, cap)):
+      if n > c:
+        raise ValueError(f'capacity overflow: {what} at level {level} needs {n} but the bucket holds {c}; '
+                         'plan the capacities from this pyramid\'s counts')
+  levels, downs, pairs = [], [], []
+  for level, lv in enumerate(pyr.levels):
+    cap = caps.voxels[level]
+    levels.append(_padded_level(lv, cap))
+    chunk = chunk_sizes[level] if chunk_sizes else None
+    pairs.append(None if chunk is None else _pair_map(levels[-1].nbr, caps.pairs[level], chunk))
+    if lv.parent is not None:
+      downs.append(_down_map(lv, cap, caps.voxels[level + 1]))
+  p2v = [np.where(point_valid, point2voxel, caps.voxels[0]).astype(np.int32)]
+  for level, down in enumerate(downs):
+    p2v.append(np.append(down.parent, np.int32(caps.voxels[level + 1]))[p2v[-1]])
+  return Geometry(levels=tuple(levels), pairs=tuple(pairs), down=tuple(downs), point2voxel=tuple(p2v),
+                  point_valid=np.asarray(point_valid, bool), needed=np.array(counts.voxels + counts.pairs, np.int32),
+                  capacity=tuple(int(c) for c in caps.voxels) + tuple(int(c) for c in caps.pairs))
+
+
+def _slot(coords: np.ndarray) -> np.ndarray:
+  return ((coords[:, 1] & 1) << 2) | ((coords[:, 2] & 1) << 1) | (coords[:, 3] & 1)
+
+
+def _neighbours(coords: np.ndarray) -> np.ndarray:
+  """(n, 27) rows of the 3x3x3 neighbours, -1 where missing. One search per (dx, dy) column:
+  the three z-neighbours of a column are adjacent in key order, within three rows of the
+  search's answer for z - 1."""
+  n = len(coords)
+  nbr = np.full((n, NUM_OFFSETS), -1, np.int32)
+  if not n:
+    return nbr
+  keys = K.host_keys(coords)
+  b, x, y, z = coords.T
+  last = n - 1
+  for column, (dx, dy) in enumerate(_COLUMNS):
+    qx, qy = x + dx, y + dy
+    inside = (qx >= 0) & (qx <= K.MAX_COORD) & (qy >= 0) & (qy <= K.MAX_COORD)
+    head = K.host_keys(np.stack([b, np.where(inside, qx, 0), np.where(inside, qy, 0), np.zeros_like(z)], axis=1))
+    start = np.searchsorted(keys, head | np.maximum(z - 1, 0))
+    candidates = [np.minimum(start + k, last) for k in range(3)]
+    for dz in (-1, 0, 1):
+      tz = z + dz
+      want = inside & (tz >= 0) & (tz <= K.MAX_COORD)
+      target = head | np.clip(tz, 0, K.MAX_COORD)
+      row = np.full(n, -1, np.int32)
+      for cand in candidates[::-1]:  # the nearest candidate is written last
+        hit = want & (keys[cand] == target)
+        row[hit] = cand[hit]
+      nbr[:, 3 * column + dz + 1] = row
+  return nbr
+
+
+def _padded_level(lv: PyramidLevel, cap: int) -> Level:
+  n = len(lv.coords)
+  coords = np.zeros((cap, 4), np.int32)
+  coords[:n] = lv.coords
+  valid = np.arange(cap) < n
+  c = coords.astype(np.uint32)
+  hi = np.where(valid, (c[:, 0] << K.COORD_BITS) | c[:, 1], K.PAD).astype(np.uint32)
+  lo = np.where(valid, (c[:, 2] << K.COORD_BITS) | c[:, 3], K.PAD).astype(np.uint32)
+  nbr = np.full((cap, NUM_OFFSETS), cap, np.int32)
+  nbr[:n] = np.where(lv.nbr >= 0, lv.nbr, cap)
+  return Level(coords=coords, valid=valid, hi=hi, lo=lo, nbr=nbr)
+
+
+def _pair_map(nbr: np.ndarray, pair_capacity: int, chunk: int) -> PairMap:
+  """The side pairs grouped by offset, each offset padded to whole chunks (kernel_map.build_pairs)."""
+  n = len(nbr)
+  side = nbr[:, SIDE_OFFSETS]
+  present = side < n
+  counts = present.sum(axis=0)
+  chunk_end = np.cumsum(-(-counts // chunk))
+  chunk_start = chunk_end - (-(-counts // chunk))
+  num_chunks = -(-pair_capacity // chunk) + len(SIDE_OFFSETS)
+  in_idx = np.full(num_chunks * chunk, n, np.int32)
+  out_idx = np.full(num_chunks * chunk, n, np.int32)
+  for j in range(len(SIDE_OFFSETS)):
+    rows = np.flatnonzero(present[:, j])
+    start = chunk_start[j] * chunk
+    in_idx[start:start + len(rows)] = side[rows, j]
+    out_idx[start:start + len(rows)] = rows
+  owner = np.searchsorted(chunk_end, np.arange(num_chunks), side='right')
+  return PairMap(in_idx=in_idx.reshape(num_chunks, chunk), out_idx=out_idx.reshape(num_chunks, chunk),
+                 offset=SIDE_OFFSETS[np.minimum(owner, len(SIDE_OFFSETS) - 1)].astype(np.int32))
+
+
+def _down_map(lv: PyramidLevel, cap: int, coarse_cap: int) -> DownMap:
+  n = len(lv.coords)
+  parent = np.full(cap, coarse_cap, np.int32)
+  parent[:n] = lv.parent
+  slot = np.zeros(cap, np.int32)  # padding rows have coordinates 0, so slot 0, as on the device
+  slot[:n] = lv.slot
+  children = np.full((coarse_cap, 8), cap, np.int32)
+  children[lv.parent, lv.slot] = np.arange(n, dtype=np.int32)
+  return DownMap(children=children, parent=parent, slot=slot)
