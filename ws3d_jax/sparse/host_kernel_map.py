@@ -24,7 +24,7 @@ import numpy as np
 
 from ws3d_jax.sparse import keys as K
 from ws3d_jax.sparse.buckets import Capacities, StructureCounts
-from ws3d_jax.sparse.kernel_map import NUM_OFFSETS, OFFSETS, SIDE_OFFSETS, DownMap, Geometry, Level, PairMap
+from ws3d_jax.sparse.kernel_map import CENTER, NUM_OFFSETS, OFFSETS, SIDE_OFFSETS, DownMap, Geometry, Level, PairMap
 
 _COLUMNS = OFFSETS[::3, :2]  # the nine (dx, dy) columns, in offset order: offset = 3 * column + dz + 1
 
@@ -35,6 +35,7 @@ class PyramidLevel:
   nbr: np.ndarray  # (n, 27) int32 rows of this level, -1 where the neighbour is missing
   parent: np.ndarray | None  # (n,) int32 row of the next level; None at the last level
   slot: np.ndarray | None  # (n,) int32 position 0..7 inside the parent
+  side_pairs: int  # neighbour pairs at the 26 non-centre offsets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Pyramid:
 
   def counts(self, num_points: int, regions: int = 0, region_pairs: int = 0) -> StructureCounts:
     return StructureCounts(voxels=tuple(len(lv.coords) for lv in self.levels),
-                           pairs=tuple(int((lv.nbr[:, SIDE_OFFSETS] >= 0).sum()) for lv in self.levels),
+                           pairs=tuple(lv.side_pairs for lv in self.levels),
                            points=int(num_points), regions=int(regions), region_pairs=int(region_pairs))
 
 
@@ -59,9 +60,11 @@ def pyramid(coords: np.ndarray, num_levels: int) -> Pyramid:
       uniq, parent = np.unique(parent_keys, return_inverse=True)
       next_coords = K.host_unpack(uniq).astype(np.int64)
       slot = _slot(coords)
-    levels.append(PyramidLevel(coords=coords.astype(np.int32), nbr=_neighbours(coords),
+    nbr = _neighbours(coords)
+    levels.append(PyramidLevel(coords=coords.astype(np.int32), nbr=nbr,
                                parent=None if last else parent.astype(np.int32).ravel(),
-                               slot=None if last else slot.astype(np.int32)))
+                               slot=None if last else slot.astype(np.int32),
+                               side_pairs=int(np.count_nonzero(nbr >= 0)) - len(nbr)))
     coords = next_coords
   return Pyramid(levels=tuple(levels))
 
@@ -100,31 +103,37 @@ def _slot(coords: np.ndarray) -> np.ndarray:
 
 
 def _neighbours(coords: np.ndarray) -> np.ndarray:
-  """(n, 27) rows of the 3x3x3 neighbours, -1 where missing. One search per (dx, dy) column:
-  the three z-neighbours of a column are adjacent in key order, within three rows of the
-  search's answer for z - 1."""
+  """(n, 27) rows of the 3x3x3 neighbours, -1 where missing.
+
+  Only the offsets after the centre are searched; the others are their mirrors (j is i's
+  neighbour at offset d iff i is j's at 26 - d). One search per (dx, dy) column: the column's
+  voxels at z - 1, z, z + 1 are adjacent in key order, within three rows of the search's answer
+  for z - 1."""
   n = len(coords)
   nbr = np.full((n, NUM_OFFSETS), -1, np.int32)
   if not n:
     return nbr
   keys = K.host_keys(coords)
   b, x, y, z = coords.T
-  last = n - 1
+  rows = np.arange(n, dtype=np.int32)
   for column, (dx, dy) in enumerate(_COLUMNS):
+    if (dx, dy) < (0, 0):
+      continue
     qx, qy = x + dx, y + dy
     inside = (qx >= 0) & (qx <= K.MAX_COORD) & (qy >= 0) & (qy <= K.MAX_COORD)
     head = K.host_keys(np.stack([b, np.where(inside, qx, 0), np.where(inside, qy, 0), np.zeros_like(z)], axis=1))
     start = np.searchsorted(keys, head | np.maximum(z - 1, 0))
-    candidates = [np.minimum(start + k, last) for k in range(3)]
-    for dz in (-1, 0, 1):
-      tz = z + dz
-      want = inside & (tz >= 0) & (tz <= K.MAX_COORD)
-      target = head | np.clip(tz, 0, K.MAX_COORD)
-      row = np.full(n, -1, np.int32)
-      for cand in candidates[::-1]:  # the nearest candidate is written last
-        hit = want & (keys[cand] == target)
-        row[hit] = cand[hit]
-      nbr[:, 3 * column + dz + 1] = row
+    for k in range(3):
+      cand = np.minimum(start + k, n - 1)
+      dz = keys[cand] - head - z
+      hit = inside & ((keys[cand] >> K.COORD_BITS) == (head >> K.COORD_BITS)) & (np.abs(dz) <= 1)
+      if (dx, dy) == (0, 0):
+        hit &= dz > 0  # the centre is the row itself, z - 1 the mirror of z + 1
+      nbr[rows[hit], 3 * column + 1 + dz[hit]] = cand[hit]
+  nbr[:, CENTER] = rows
+  for d in range(CENTER + 1, NUM_OFFSETS):
+    found = nbr[:, d] >= 0
+    nbr[nbr[found, d], NUM_OFFSETS - 1 - d] = rows[found]
   return nbr
 
 
