@@ -24,7 +24,8 @@ import numpy as np
 
 from ws3d_jax.sparse import keys as K
 from ws3d_jax.sparse.buckets import Capacities, StructureCounts
-from ws3d_jax.sparse.kernel_map import CENTER, NUM_OFFSETS, OFFSETS, SIDE_OFFSETS, DownMap, Geometry, Level, PairMap
+from ws3d_jax.sparse.kernel_map import (CENTER, NUM_OFFSETS, OFFSETS, SIDE_OFFSETS, DownMap, Geometry, Level, PairMap,
+                                        down_chunk)
 
 _COLUMNS = OFFSETS[::3, :2]  # the nine (dx, dy) columns, in offset order: offset = 3 * column + dz + 1
 
@@ -151,24 +152,31 @@ def _padded_level(lv: PyramidLevel, cap: int) -> Level:
 
 
 def _pair_map(nbr: np.ndarray, pair_capacity: int, chunk: int) -> PairMap:
-  """The side pairs grouped by offset, each offset padded to whole chunks (kernel_map.build_pairs)."""
+  """The side pairs grouped by offset (kernel_map.build_pairs)."""
   n = len(nbr)
   side = nbr[:, SIDE_OFFSETS]
-  present = side < n
-  counts = present.sum(axis=0)
+  groups = []
+  for j in range(len(SIDE_OFFSETS)):
+    rows = np.flatnonzero(side[:, j] < n)
+    groups.append((side[rows, j], rows))
+  return _chunk_layout(groups, SIDE_OFFSETS, n, n, pair_capacity, chunk)
+
+
+def _chunk_layout(groups, offsets, pad_in: int, pad_out: int, pair_capacity: int, chunk: int) -> PairMap:
+  """(input rows, output rows) of each offset laid out in chunks of one offset each, every
+  offset padded to whole chunks (kernel_map._chunk_layout)."""
+  counts = np.array([len(rows) for rows, _ in groups])
   chunk_end = np.cumsum(-(-counts // chunk))
   chunk_start = chunk_end - (-(-counts // chunk))
-  num_chunks = -(-pair_capacity // chunk) + len(SIDE_OFFSETS)
-  in_idx = np.full(num_chunks * chunk, n, np.int32)
-  out_idx = np.full(num_chunks * chunk, n, np.int32)
-  for j in range(len(SIDE_OFFSETS)):
-    rows = np.flatnonzero(present[:, j])
-    start = chunk_start[j] * chunk
-    in_idx[start:start + len(rows)] = side[rows, j]
-    out_idx[start:start + len(rows)] = rows
+  num_chunks = -(-pair_capacity // chunk) + len(offsets)
+  in_idx = np.full(num_chunks * chunk, pad_in, np.int32)
+  out_idx = np.full(num_chunks * chunk, pad_out, np.int32)
+  for (ins, outs), first in zip(groups, chunk_start * chunk):
+    in_idx[first:first + len(ins)] = ins
+    out_idx[first:first + len(outs)] = outs
   owner = np.searchsorted(chunk_end, np.arange(num_chunks), side='right')
   return PairMap(in_idx=in_idx.reshape(num_chunks, chunk), out_idx=out_idx.reshape(num_chunks, chunk),
-                 offset=SIDE_OFFSETS[np.minimum(owner, len(SIDE_OFFSETS) - 1)].astype(np.int32))
+                 offset=np.asarray(offsets, np.int32)[np.minimum(owner, len(offsets) - 1)])
 
 
 def _down_map(lv: PyramidLevel, cap: int, coarse_cap: int) -> DownMap:
@@ -177,6 +185,7 @@ def _down_map(lv: PyramidLevel, cap: int, coarse_cap: int) -> DownMap:
   parent[:n] = lv.parent
   slot = np.zeros(cap, np.int32)  # padding rows have coordinates 0, so slot 0, as on the device
   slot[:n] = lv.slot
-  children = np.full((coarse_cap, 8), cap, np.int32)
-  children[lv.parent, lv.slot] = np.arange(n, dtype=np.int32)
-  return DownMap(children=children, parent=parent, slot=slot)
+  children = [np.flatnonzero(lv.slot == s) for s in range(8)]
+  pairs = _chunk_layout([(rows, lv.parent[rows]) for rows in children], np.arange(8), cap, coarse_cap, cap,
+                        down_chunk(cap))
+  return DownMap(parent=parent, slot=slot, pairs=pairs, coarse=coarse_cap)
