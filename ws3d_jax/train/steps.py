@@ -130,9 +130,10 @@ def train_step(state: TrainState, batch: Batch, rng, caps, model, objective, rea
   (loss, (terms, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.pmean(grads, AXIS)
   grad_norm = optax.tree.norm(grads)
+  # Decided before the update, so that each parameter's select fuses into its own update: a
+  # finite loss and gradient give a finite Adam step (bounded by the learning rate).
+  finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm)
   new_state = state.apply_gradients(grads=grads, batch_stats=stats)
-  finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm) & jnp.isfinite(
-      optax.tree.norm(new_state.params))
   state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
   metrics = jax.lax.pmean({'loss': loss, **terms}, AXIS)
   metrics.update(grad_norm=grad_norm, nonfinite=1 - finite.astype(jnp.int32),
