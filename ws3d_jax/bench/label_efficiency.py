@@ -220,6 +220,15 @@ def stored_records(results: Path | None, settings: dict) -> dict:
   return found
 
 
+def code_commit() -> str | None:
+  """The commit this process's code was read from (at its start: the benchmark's own record
+  commits move HEAD later, a merge too), or None outside a git checkout."""
+  import subprocess  # noqa: PLC0415
+  result = subprocess.run(['git', '-C', str(Path(__file__).parent), 'rev-parse', '--short', 'HEAD'],
+                          capture_output=True, text=True)
+  return (result.stdout.strip() or None) if result.returncode == 0 else None
+
+
 def commit_record(path: Path, key: str) -> None:
   """Commits one record file (and nothing else staged) in the repository that holds it."""
   import subprocess  # noqa: PLC0415
@@ -391,6 +400,7 @@ def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bo
   calibration) unless ``every_arm_at_100`` (paper Table 2: WS3D with every label)."""
   out.mkdir(parents=True, exist_ok=True)
   metric = 'ap50' if instances else 'miou'
+  code = code_commit()
   report = Report(out, {'room_seed': room_seed, 'scale': dataclasses.asdict(scale), 'metric': metric,
                         'command': command}, results, commit)
   for group, ratio, seed, arm, tokens, case in plan_runs(ratios, seeds, arms, table5, instances, every_arm_at_100):
@@ -414,7 +424,7 @@ def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bo
     load = json.loads((workdir / 'load.json').read_text()) if (workdir / 'load.json').is_file() else {}
     record = {'group': group, 'ratio': ratio, 'seed': seed, 'arm': arm, 'tokens': tokens, 'case': case,
               'metric': summary[metric], 'iou': summary.get('iou'), 'curve': curve_of(workdir, metric),
-              'wall_seconds': load.get('wall_seconds'), 'load': load}
+              'wall_seconds': load.get('wall_seconds'), 'load': load, 'code': code}
     record.update(run_diagnostics(config, workdir))
     report.add(key, record, config)
     (out / 'report.md').write_text(markdown(report.data))
