@@ -4,8 +4,8 @@
 device holds a replica of the state and one shard of the batch (its own scenes, padded to the
 batch's shared capacities), gradients and BatchNorm statistics are averaged across devices.
 The capacities, the model and the objective are static arguments: each capacity bucket
-compiles once. Nothing in the step talks to the host; a non-finite loss or gradient leaves
-the state as it was and is counted in the metrics, which the loop reads at its log and
+compiles once. Nothing in the step talks to the host; a non-finite loss, gradient or update
+leaves the state as it was and is counted in the metrics, which the loop reads at its log and
 checkpoint steps.
 """
 from __future__ import annotations
@@ -133,10 +133,10 @@ def train_step(state: TrainState, batch: Batch, rng, caps, model, objective, rea
   (loss, (terms, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.pmean(grads, AXIS)
   grad_norm = optax.tree.norm(grads)
-  # Decided before the update, so that each parameter's select fuses into its own update: a
-  # finite loss and gradient give a finite Adam step (bounded by the learning rate).
-  finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm)
   new_state = state.apply_gradients(grads=grads, batch_stats=stats)
+  # The new parameters too: a finite gradient times an infinite learning rate is not finite.
+  finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm) & jnp.isfinite(
+      optax.tree.norm(new_state.params))
   state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
   metrics = jax.lax.pmean({'loss': loss, **terms}, AXIS)
   metrics.update(grad_norm=grad_norm, nonfinite=1 - finite.astype(jnp.int32),
