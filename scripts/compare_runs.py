@@ -36,6 +36,14 @@ def scalars(workdir: Path) -> dict:
   return out
 
 
+def _how_far(x: dict, y: dict) -> str:
+  """For a change that may move float rounding: the relative difference at the first logged step
+  (one forward and backward pass, before any update has compounded it) and the largest over all."""
+  steps = sorted(x.keys() & y.keys())
+  rel = [abs(x[s] - y[s]) / max(abs(x[s]), abs(y[s]), 1e-12) for s in steps]
+  return f'; relative difference {rel[0]:.1e} at step {steps[0]}, at most {max(rel):.1e}' if steps else ''
+
+
 def main(before: str, after: str) -> int:
   a, b = Path(before), Path(after)
   checks = {'split.json identical': (a / 'split.json').read_bytes() == (b / 'split.json').read_bytes()}
@@ -48,7 +56,8 @@ def main(before: str, after: str) -> int:
     if tag in sa and tag in sb:
       same = sa.get(tag) == sb.get(tag)
       first = min(sa.get(tag, {0: None}))
-      checks[f'{tag} at every logged step (first: step {first} = {sa.get(tag, {}).get(first)})'] = same
+      name = f'{tag} at every logged step (first: step {first} = {sa.get(tag, {}).get(first)})'
+      checks[name + ('' if same else _how_far(sa[tag], sb[tag]))] = same
   ma, mb = (json.loads((d / 'eval' / 'metrics.json').read_text()) for d in (a, b))
   common = sorted(ma.keys() & mb.keys())
   checks[f'final metrics identical (step {ma["step"]}, mIoU {100 * ma["miou"]:.2f}; {len(common)} fields)'] = all(

@@ -132,3 +132,13 @@ def test_the_transductive_arm_adds_the_validation_rooms_and_is_compared_with_ind
   text = le.markdown({'settings': {'room_seed': 0, 'scale': {'num_train': 1, 'num_val': 1, 'steps': 1},
                                    'metric': 'miou', 'command': 'c'}, 'summary': le.summarize(runs), 'runs': {}})
   assert '| 20pct | 61.0 ± 1.4 (n=2) | 66.0 ± 2.8 (n=2) | +5.0 |' in text
+
+
+def test_table5_cases_are_shown_beside_the_paper_not_averaged_as_seeds():
+  runs = {f'table5/c{case}': {'group': 'table5', 'ratio': 5, 'seed': 0, 'arm': 'sup_only' if case == 9 else 'ws3d',
+                              'case': case, 'metric': v}
+          for case, v in ((1, 0.78), (2, 0.80), (9, 0.70))}
+  assert le.summarize(runs) == {}
+  text = '\n'.join(le.table5_markdown(runs))
+  assert '| 2 | no boundary labels w_ij | 51.0 / 49.3 | -5.2 | 80.0 | +2.0 | no |' in text
+  assert '| 9 | supervised only | 48.1 / 45.0 | -8.1 | 70.0 | -8.0 | yes |' in text

@@ -50,7 +50,7 @@ def test_term_gradients_add_up_to_the_objective_gradient():
   elements = [pipeline.make_element(s, rng, aug, 2) for s in (labeled, unlabeled)]
   config.data.voxel_size = 0.1
   model = run_builder.ws3d_net(config, 4, bn_axis=None)
-  batch = fitted_batcher(run_builder.batching_spec(config), elements, model.spec.num_levels)(elements)
+  batch = fitted_batcher(run_builder.batching_spec(config), elements, model.spec.chunk_sizes())(elements)
   objective = run_builder.objective(config, 4, axis_name=None)
   arrays = batch.on_device()
   geom = sparse.geometry_of(arrays.views[0], batch.caps, model.spec.chunk_sizes())

@@ -49,11 +49,16 @@ def test_downsample_and_point_maps_match_numpy():
     p2v = np.asarray(geom.point2voxel[level])[batch.point_valid]
     want = np.concatenate([point_voxel0[:, :1], point_voxel0[:, 1:] >> level], 1)[batch.point_valid]
     np.testing.assert_array_equal(np.asarray(lv.coords)[p2v], want)
-  # Children and parent links are inverse to each other.
+  # The down map's pairs hold every real fine voxel once, with its parent and its slot.
   down = geom.down[0]
-  children, parent, slot = map(np.asarray, (down.children, down.parent, down.slot))
-  for i in np.flatnonzero(batch.voxel_valid):
-    assert children[parent[i], slot[i]] == i
+  parent, slot = np.asarray(down.parent), np.asarray(down.slot)
+  ins, outs = np.asarray(down.pairs.in_idx), np.asarray(down.pairs.out_idx)
+  offset = np.broadcast_to(np.asarray(down.pairs.offset)[:, None], ins.shape)
+  real = ins < len(parent)
+  assert sorted(ins[real]) == list(np.flatnonzero(batch.voxel_valid))
+  np.testing.assert_array_equal(outs[real], parent[ins[real]])
+  np.testing.assert_array_equal(offset[real], slot[ins[real]])
+  assert (outs[~real] == down.coarse).all()
 
 
 def test_neighbour_map_is_mirror_symmetric():

@@ -26,7 +26,6 @@ SCRIPT = textwrap.dedent('''
     from ws3d_jax import hosts
     from ws3d_jax.data import sources
     from ws3d_jax.data.batch_fitting import fitted_batcher, sample_elements
-    from ws3d_jax.models import minkunet
     from ws3d_jax.train import run_builder, steps, tasks
 
     assert jax.local_device_count() == 2, jax.devices()
@@ -47,8 +46,7 @@ SCRIPT = textwrap.dedent('''
     reader = tasks.get('semantic').reader
 
     def one_step(shards):
-        levels = minkunet.levels_of(config.model.backbone)
-        batch = fitted_batcher(batching, elements, levels, hosts.Share(local=shards))(elements)
+        batch = fitted_batcher(batching, elements, model.spec.chunk_sizes(), hosts.Share(local=shards))(elements)
         state = steps.create_train_state(jax.random.PRNGKey(0), model, tx,
                                          jax.tree.map(lambda x: x[0], batch.views[0]), batch.caps)
         put = lambda tree: steps.replicate(tree, jax.local_devices()[:shards])

@@ -8,7 +8,7 @@ import numpy as np
 from ws3d_jax.train import steps
 
 
-@functools.partial(jax.pmap, axis_name=steps.AXIS, donate_argnums=(0,))
+@functools.partial(jax.pmap, axis_name=steps.AXIS)
 def _bump(tree):
   return jax.tree.map(lambda x: x + 1, tree)
 

@@ -220,6 +220,15 @@ def stored_records(results: Path | None, settings: dict) -> dict:
   return found
 
 
+def code_commit() -> str | None:
+  """The commit this process's code was read from (at its start: the benchmark's own record
+  commits move HEAD later, a merge too), or None outside a git checkout."""
+  import subprocess  # noqa: PLC0415
+  result = subprocess.run(['git', '-C', str(Path(__file__).parent), 'rev-parse', '--short', 'HEAD'],
+                          capture_output=True, text=True)
+  return (result.stdout.strip() or None) if result.returncode == 0 else None
+
+
 def commit_record(path: Path, key: str) -> None:
   """Commits one record file (and nothing else staged) in the repository that holds it."""
   import subprocess  # noqa: PLC0415
@@ -240,6 +249,8 @@ def summarize(runs: dict) -> dict:
   transductive_gain the transductive arm's over the inductive WS3D arm (paper Table 3)."""
   out = {}
   for r in runs.values():
+    if r.get('case'):  # a Table 5 case is an ablation, not a seed: table5_markdown shows them
+      continue
     arm = out.setdefault(r['group'], {}).setdefault(f"{r['ratio']}pct", {}).setdefault(r['arm'], {'seeds': [], 'values': []})
     arm['seeds'].append(r['seed'])
     arm['values'].append(r['metric'])
@@ -293,6 +304,7 @@ def markdown(report: dict) -> str:
         gain = f"{row['transductive_gain']:+.1f}" if 'transductive_gain' in row else ''
         lines.append(f"| {ratio} | {arm_cell(row, 'ws3d')} | {arm_cell(row, 'ws3d_transductive')} | {gain} |")
       lines.append('')
+  lines += table5_markdown(report['runs'])
   lines += ['## Runs', '', 'Load: the 1-minute load average at the start and end of the run, and the cores other '
             'processes used meanwhile; "SHARED" marks a run that did not have the machine to itself.', '',
             '| run | val | pseudo-label coverage | pseudo-label accuracy | boundary F1 | wall s | load |',
@@ -303,6 +315,34 @@ def markdown(report: dict) -> str:
                  f"{p.get('confident_accuracy', float('nan')):.2f} | {b.get('f1', float('nan')):.2f} | "
                  f"{r.get('wall_seconds') or float('nan'):.0f} | {load_cell(r.get('load') or {})} |")
   return '\n'.join(lines) + '\n'
+
+
+# Paper Table 5, 5% labels: ScanNet val mIoU, S3DIS mIoU, ScanNet instance AP@50, per case.
+PAPER_TABLE5 = {1: (56.2, 54.6, 45.6), 2: (51.0, 49.3, 39.9), 3: (49.9, 47.2, 37.0), 4: (51.6, 52.1, 40.1),
+                5: (51.1, 51.4, 40.7), 6: (52.5, 50.9, 42.2), 7: (49.3, 48.0, 38.1), 8: (54.3, 52.8, 42.9),
+                9: (48.1, 45.0, 34.8)}
+TABLE5_WHAT = {1: 'the full WS3D', 2: 'no boundary labels w_ij', 3: 'no pairwise energy term',
+               4: 'no H_ij in the energy', 5: 'no H_ij in the contrast', 6: 'contrast at the last stage only',
+               7: 'no region contrast', 8: 'no supervised cross-entropy branch', 9: 'supervised only'}
+
+
+def table5_markdown(runs: dict) -> list:
+  """Each Table 5 case beside the paper's (ScanNet, 5%), as a change from case 1 (the full
+  method), and whether the two changes have the same sign."""
+  cases = {r['case']: 100 * r['metric'] for r in runs.values() if r.get('case')}
+  if not cases:
+    return []
+  lines = ['## Table 5 (ablations; one seed)', '', 'Change from case 1 in mIoU points; the paper\'s is ScanNet val at 5%.',
+           '', '| case | what | paper ScanNet / S3DIS | paper change | ours | our change | same sign |',
+           '|---|---|---|---|---|---|---|']
+  for case in sorted(cases):
+    scannet, s3dis, _ = PAPER_TABLE5[case]
+    paper = scannet - PAPER_TABLE5[1][0]
+    ours = cases[case] - cases[1] if 1 in cases else None
+    same = '' if case == 1 or ours is None else ('yes' if np.sign(ours) == np.sign(paper) else 'no')
+    lines.append(f"| {case} | {TABLE5_WHAT[case]} | {scannet} / {s3dis} | {paper:+.1f} | {cases[case]:.1f} | "
+                 f"{'' if ours is None else f'{ours:+.1f}'} | {same} |")
+  return lines + ['']
 
 
 def arm_cell(row: dict, arm: str) -> str:
@@ -360,6 +400,7 @@ def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bo
   calibration) unless ``every_arm_at_100`` (paper Table 2: WS3D with every label)."""
   out.mkdir(parents=True, exist_ok=True)
   metric = 'ap50' if instances else 'miou'
+  code = code_commit()
   report = Report(out, {'room_seed': room_seed, 'scale': dataclasses.asdict(scale), 'metric': metric,
                         'command': command}, results, commit)
   for group, ratio, seed, arm, tokens, case in plan_runs(ratios, seeds, arms, table5, instances, every_arm_at_100):
@@ -383,7 +424,7 @@ def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bo
     load = json.loads((workdir / 'load.json').read_text()) if (workdir / 'load.json').is_file() else {}
     record = {'group': group, 'ratio': ratio, 'seed': seed, 'arm': arm, 'tokens': tokens, 'case': case,
               'metric': summary[metric], 'iou': summary.get('iou'), 'curve': curve_of(workdir, metric),
-              'wall_seconds': load.get('wall_seconds'), 'load': load}
+              'wall_seconds': load.get('wall_seconds'), 'load': load, 'code': code}
     record.update(run_diagnostics(config, workdir))
     report.add(key, record, config)
     (out / 'report.md').write_text(markdown(report.data))

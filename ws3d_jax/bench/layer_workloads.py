@@ -90,7 +90,7 @@ def updown(cfg: Config, prep: Prepared, c: int, kind: str) -> dict:
   n_fine, n_coarse = int(prep.counts.voxels[0]), int(prep.counts.voxels[1])
   res.update({'voxels': n_fine, 'coarse_voxels': n_coarse, 'capacity_voxels': fine.coords.shape[0],
               'capacity_coarse_voxels': coarse.coords.shape[0]})
-  _flops(res, 2.0 * n_fine * c * c, 2.0 * 8 * coarse.coords.shape[0] * c * c)
+  _flops(res, 2.0 * n_fine * c * c, 2.0 * down.pairs.in_idx.size * c * c)
   res['compile_count'] = dict(traces)
   return res
 

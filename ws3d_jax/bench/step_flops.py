@@ -10,13 +10,14 @@ voxels, each its own centre, P real side pairs), a strided or transposed 2x2x2 c
 2 N_fine Cin Cout (each fine voxel has one parent), a 1x1 layer 2 N Cin Cout; the backward pass
 twice the forward (the input and the weight gradients); every view of every scene of one batch.
 Executed FLOPs are what XLA's cost analysis counts in the compiled step: the padding of the
-capacity buckets, the empty children of the strided and transposed convolutions, the losses and
-the optimiser included. The lower bound of the step is the useful FLOPs at the attainable rate of
+capacity buckets and of the pair chunks, the losses and the optimiser included (before issue 24 the
+strided and transposed convolutions computed all 8 child slots of every parent). The lower bound of the step is the useful FLOPs at the attainable rate of
 this machine at these shapes (docs/benchmarks.md: about 130 GFLOP/s on the 2-core CPU).
 """
 from __future__ import annotations
 
 import json
+import time
 
 from absl import app, flags
 
@@ -78,14 +79,27 @@ def useful_step_flops(run, batch) -> int:
   return total
 
 
-def executed_step_flops(run, batch, state, rng) -> float:
-  """FLOPs of the compiled train step, by XLA's cost analysis (every device's share)."""
+def compiled_step(run, batch, state, rng) -> dict:
+  """The compiled train step: its FLOPs by XLA's cost analysis (every device's share), the
+  seconds its compile took and its kernels (the instructions of the optimized program's entry
+  computation, a fusion counting once: what the CPU runtime launches a step)."""
   from ws3d_jax.train import steps  # noqa: PLC0415
-  compiled = steps.train_step.lower(state, batch.on_device(), rng, batch.caps, run.model, run.objective,
-                                    run.task.reader).compile()
+  lowered = steps.train_step.lower(state, batch.on_device(), rng, batch.caps, run.model, run.objective,
+                                   run.task.reader)
+  t0 = time.perf_counter()
+  compiled = lowered.compile()
+  seconds = time.perf_counter() - t0
   analysis = compiled.cost_analysis()
   analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-  return float(analysis['flops']) * batch.views[0].coords.shape[0]
+  return {'flops': float(analysis['flops']) * batch.views[0].coords.shape[0], 'compile_s': seconds,
+          'kernels': _entry_instructions(compiled.as_text())}
+
+
+def _entry_instructions(hlo: str) -> int:
+  entry = hlo[hlo.index('\nENTRY '):]
+  body = entry[entry.index('{') + 1:entry.index('\n}')]
+  skip = ('parameter(', 'get-tuple-element(', 'tuple(', 'constant(', 'bitcast(')
+  return sum(1 for line in body.splitlines() if ' = ' in line and not any(k in line for k in skip))
 
 
 def main(argv):
@@ -102,10 +116,12 @@ def main(argv):
   state = steps.replicate(steps.initial_state(config.seed, run.model, run.tx, run.batcher, run.example))
   rng = steps.replicate(jax.random.PRNGKey(1))
   useful = useful_step_flops(run, batch)
-  executed = executed_step_flops(run, batch, state, rng)
+  compiled = compiled_step(run, batch, state, rng)
+  executed = compiled['flops']
   report = {'config': train_step._CONFIG.value, 'overrides': train_step._OVERRIDES.value,
             'caps_voxels': list(batch.caps.voxels), 'useful_gflop': useful / 1e9,
             'executed_gflop': executed / 1e9, 'executed_over_useful': executed / max(useful, 1),
+            'compile_s': compiled['compile_s'], 'kernels': compiled['kernels'],
             'attainable_gflops': _ATTAINABLE.value, 'lower_bound_s': useful / 1e9 / _ATTAINABLE.value}
   print(json.dumps(report, indent=1))
 

@@ -110,11 +110,13 @@ def make_layer_peer(nbr: np.ndarray, num_real: int):
 class _Down:
   """The 2x2x2 links between a real fine level and the next, missing children -> zero row."""
 
-  def __init__(self, torch, down, n_fine: int, n_coarse: int, fine_cap: int):
-    children = np.asarray(down.children)[:n_coarse].astype(np.int64)
-    self.children = torch.from_numpy(np.where(children >= fine_cap, n_fine, children))
-    self.parent = torch.from_numpy(np.asarray(down.parent)[:n_fine].astype(np.int64))
-    self.slot = torch.from_numpy(np.asarray(down.slot)[:n_fine].astype(np.int64))
+  def __init__(self, torch, down, n_fine: int, n_coarse: int):
+    parent = np.asarray(down.parent)[:n_fine].astype(np.int64)
+    slot = np.asarray(down.slot)[:n_fine].astype(np.int64)
+    children = np.full((n_coarse, 8), n_fine, np.int64)
+    children[parent, slot] = np.arange(n_fine)
+    self.children = torch.from_numpy(children)
+    self.parent, self.slot = torch.from_numpy(parent), torch.from_numpy(slot)
 
 
 class TorchMinkUNet:
@@ -132,8 +134,7 @@ class TorchMinkUNet:
     self.params = _to_torch(torch, variables['params'], requires_grad)
     self.stats = _to_torch(torch, variables['batch_stats'], False)
     self.maps = [offset_maps(torch, np.asarray(lv.nbr), n) for lv, n in zip(geom.levels, self.n)]
-    caps = [lv.nbr.shape[0] for lv in geom.levels]
-    self.down = [_Down(torch, d, self.n[l], self.n[l + 1], caps[l]) for l, d in enumerate(geom.down)]
+    self.down = [_Down(torch, d, self.n[l], self.n[l + 1]) for l, d in enumerate(geom.down)]
     p2v = np.asarray(geom.point2voxel[0])
     self.point_rows = torch.from_numpy(np.nonzero(np.asarray(geom.point_valid))[0].astype(np.int64))
     self.point2voxel = torch.from_numpy(p2v[np.asarray(geom.point_valid)].astype(np.int64))

@@ -42,21 +42,22 @@ def sample_elements(data, spec: BatchingSpec, labeled_batch: int, unlabeled_batc
   return [pipeline.make_element(s, rng, spec.augment, num_views) for s in picks]
 
 
-def fitted_batcher(spec: BatchingSpec, elements: list, num_levels: int, share: hosts.Share | None = None,
+def fitted_batcher(spec: BatchingSpec, elements: list, chunk_sizes: tuple, share: hosts.Share | None = None,
                    max_proposals: int = 0, pin_branches=()) -> pipeline.Batcher:
   """The batcher of a run: its profile fitted to ``elements`` (one global batch, cut over
   ``share.devices``), with headroom for the rest (bigger batches climb the ladder; each rung
   compiles once), and with ``spec.pin`` raised above every device's shard that ``pin_branches``
   ((source, scenes per device) pairs) can give. It pads this process's shards; no ``share``:
-  unsharded batches (no device axis), for one device. ``num_levels``: the strides the network
-  reads maps of."""
-  counter = pipeline.Batcher(spec.voxel_size, None, num_levels, num_shards=share.devices if share else None,
+  unsharded batches (no device axis), for one device. ``chunk_sizes``: the network's, per stride
+  (``BackboneSpec.chunk_sizes``); the batches carry their kernel maps for it."""
+  counter = pipeline.Batcher(spec.voxel_size, None, len(chunk_sizes), num_shards=share.devices if share else None,
                              max_proposals=max_proposals)
   profile = sparse.BucketProfile.from_counts(counter.count(elements), headroom=spec.headroom, growth=spec.growth,
                                              min_voxels=spec.min_voxels)
   if spec.pin and pin_branches:
     profile = pinned(counter, profile, pin_branches, spec)
-  return dataclasses.replace(counter.with_profile(profile), num_shards=share.local if share else None)
+  return dataclasses.replace(counter.with_profile(profile), num_shards=share.local if share else None,
+                             chunk_sizes=tuple(chunk_sizes))
 
 
 def pinned(counter: pipeline.Batcher, profile: sparse.BucketProfile, branches, spec: BatchingSpec) -> sparse.BucketProfile:

@@ -27,6 +27,7 @@ from ws3d_jax.data.augment import AugmentParams, augment
 from ws3d_jax.data.labels import IGNORE_LABEL
 from ws3d_jax.losses.targets import Regions
 from ws3d_jax.models.pointgroup import Proposals
+from ws3d_jax.sparse import host_kernel_map
 
 VIEW_KEYS = ('coords', 'features', 'voxel_valid', 'point2voxel', 'point_valid')
 
@@ -41,6 +42,7 @@ class View:
   point_valid: np.ndarray  # (P,) bool
   xyz: np.ndarray | None = None  # (P, 3) the points' coordinates (instance batches)
   offset_target: np.ndarray | None = None  # (P, 3) to the point's instance centre (instance batches)
+  geometry: sparse.Geometry | None = None  # the kernel maps, where the batcher builds them on the host
 
 
 @struct.dataclass
@@ -96,6 +98,10 @@ class Batcher:
   coordinates and offset targets, instance ids made unique over the batch, and an empty
   proposal set of static size that the training loop fills in once the ScoreNet trains.
 
+  With ``chunk_sizes`` (one per level, as ``BackboneSpec.chunk_sizes``), every view carries its
+  kernel maps, built here on the host (sparse/host_kernel_map.py), so the step only computes;
+  without, the step builds them on the device.
+
   A Batcher without a profile only counts (``count``), which is what a profile is fitted on;
   ``with_profile`` gives the one that batches.
   """
@@ -104,6 +110,11 @@ class Batcher:
   num_levels: int = 5
   num_shards: int | None = None
   max_proposals: int = 0
+  chunk_sizes: tuple | None = None
+
+  def __post_init__(self):
+    if self.chunk_sizes is not None and len(self.chunk_sizes) != self.num_levels:
+      raise ValueError(f'{len(self.chunk_sizes)} chunk sizes for a network of {self.num_levels} levels')
 
   def __call__(self, elements: Sequence[dict], agree=None) -> Batch:
     """``agree``: counts -> counts, the maximum over the processes of a multi-host run (their
@@ -115,9 +126,9 @@ class Batcher:
     size = len(elements) // shards
     groups = [(elements[i:i + size], names[i:i + size]) for i in range(0, len(elements), size)]
     voxelized = [self._voxelize(g, n) for g, n in groups]
-    counts = _merged([c for _, c in voxelized])
+    counts = _merged([c for _, _, c in voxelized])
     caps = self.profile.plan(counts if agree is None else agree(counts))
-    parts = [self._pad(g, views, caps) for (g, _), (views, _) in zip(groups, voxelized)]
+    parts = [self._pad(g, views, pyramids, caps) for (g, _), (views, pyramids, _) in zip(groups, voxelized)]
     batch = parts[0] if self.num_shards is None else stack_trees(parts)
     return batch.replace(caps=caps, scene_id=tuple(names))
 
@@ -130,7 +141,7 @@ class Batcher:
     shards = self.num_shards or 1
     size = max(1, len(elements) // shards)
     names = [e.get('scene_id', f'element {i}') for i, e in enumerate(elements)]
-    return _merged([self._voxelize(elements[i:i + size], names[i:i + size])[1]
+    return _merged([self._voxelize(elements[i:i + size], names[i:i + size])[-1]
                     for i in range(0, len(elements), size)])
 
   def _voxelize(self, elements, names):
@@ -140,16 +151,16 @@ class Batcher:
     with_regions = 'region_id' in elements[0]
     regions = sum(int(e['region_id'].max()) + 1 for e in elements) if with_regions else 0
     region_pairs = sum(len(e['region_pairs']) for e in elements) if with_regions else 0
-    counts = None
-    for vox in views:
-      c = sparse.count_structure(_batch_coords(vox), sum(len(v.point2voxel) for v in vox), self.num_levels,
-                                 regions, region_pairs)
-      counts = c if counts is None else counts.merge(c)
-    return views, counts
+    # The pyramid of every view's voxels: its counts plan the bucket, its maps fill it.
+    pyramids = [host_kernel_map.pyramid(_batch_coords(vox), self.num_levels) for vox in views]
+    counts = _merged([p.counts(sum(len(v.point2voxel) for v in vox), regions, region_pairs)
+                      for p, vox in zip(pyramids, views)])
+    return views, pyramids, counts
 
-  def _pad(self, elements, views, caps) -> Batch:
+  def _pad(self, elements, views, pyramids, caps) -> Batch:
     padded = [sparse.collate(vox, caps.voxels[0], caps.points) for vox in views]
-    views = tuple(View(**{k: getattr(p, k) for k in VIEW_KEYS}) for p in padded)
+    views = tuple(View(**{k: getattr(p, k) for k in VIEW_KEYS}, geometry=self._maps(p, pyr, caps))
+                  for p, pyr in zip(padded, pyramids))
     labels = _pad(np.concatenate([e['semantic'] for e in elements]), caps.points, IGNORE_LABEL)
     point_batch = _pad(np.repeat(np.arange(len(elements)), [len(e['semantic']) for e in elements]), caps.points, -1)
     batch = Batch(views=views, labels=labels, point_batch=point_batch,
@@ -157,6 +168,12 @@ class Batcher:
     if self.max_proposals:
       batch = _with_instances(batch, elements, caps, self.max_proposals)
     return batch
+
+
+  def _maps(self, view: sparse.SparseBatch, pyr, caps):
+    if self.chunk_sizes is None:
+      return None
+    return host_kernel_map.geometry(pyr, view.voxel_valid, view.point2voxel, view.point_valid, caps, self.chunk_sizes)
 
 
 def _merged(counts):

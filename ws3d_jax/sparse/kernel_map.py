@@ -8,9 +8,11 @@ voxels sorted by key, padded to a static capacity. Three maps are built from the
 * ``PairMap``: the same neighbourhood as a list of (input, output) pairs grouped by kernel
   offset and laid out in fixed-size chunks, so that one batched matmul covers every offset
   while only real pairs are computed (LiDAR voxels have ~4 of 26 neighbours).
-* ``DownMap``: parent/child links between a level and the next (2x2x2, stride 2). The strided
-  convolution reads it as children -> parent; the transposed convolution reuses it the other
-  way round.
+* ``DownMap``: parent links between a level and the next (2x2x2, stride 2), and the same links
+  as (child, parent) pairs grouped by the child's slot in its parent, in chunks like the
+  submanifold pairs: the strided convolution reads them child -> parent, the transposed one
+  parent -> child, and neither computes the slots where no child exists (an indoor parent has
+  about 2-4 of its 8).
 
 Nothing here allocates beyond its static capacity: when a scene needs more, the counts in
 ``Geometry.needed`` exceed ``Geometry.capacity`` and ``check_capacity`` names the numbers. The
@@ -48,16 +50,32 @@ class Level:
 
 @struct.dataclass
 class PairMap:
-  in_idx: jnp.ndarray  # (chunks, chunk) int32 input rows; N = zero row
-  out_idx: jnp.ndarray  # (chunks, chunk) int32 output rows; N = dropped
+  in_idx: jnp.ndarray  # (chunks, chunk) int32 input rows; N_in = zero row
+  out_idx: jnp.ndarray  # (chunks, chunk) int32 output rows; N_out = dropped
   offset: jnp.ndarray  # (chunks,) int32 kernel offset index of each chunk
+
+  def reversed(self) -> 'PairMap':
+    """The same pairs read the other way (output rows become input rows)."""
+    return PairMap(in_idx=self.out_idx, out_idx=self.in_idx, offset=self.offset)
 
 
 @struct.dataclass
 class DownMap:
-  children: jnp.ndarray  # (N_coarse, 8) int32 rows of the fine level; N_fine = missing
   parent: jnp.ndarray  # (N_fine,) int32 row of the coarse level; N_coarse for padding rows
   slot: jnp.ndarray  # (N_fine,) int32 position 0..7 of the child inside its parent
+  pairs: PairMap  # in: fine rows, out: their parents, offset: the slot
+  coarse: int = struct.field(pytree_node=False, default=0)  # N_coarse, the coarse level's capacity
+
+
+# Chunk length of the down maps' pairs: 512 was fastest for the strided convolution on a room's
+# level 0 and 1 (docs/benchmarks.md), at most a sixteenth of the fine level (see down_chunk).
+DOWN_CHUNK = 512
+
+
+def down_chunk(fine_capacity: int) -> int:
+  """The down map's chunk for a fine level of this capacity: short enough that the padding of
+  the 8 slots (up to a chunk each) stays below half of the level."""
+  return int(max(8, min(DOWN_CHUNK, 2 ** int(np.floor(np.log2(max(fine_capacity, 16) / 16))))))
 
 
 @struct.dataclass
@@ -104,30 +122,36 @@ def submanifold_neighbors(coords, valid, hi, lo) -> jnp.ndarray:
 
 def build_pairs(nbr: jnp.ndarray, pair_capacity: int, chunk: int) -> tuple[PairMap, jnp.ndarray]:
   """Lays the non-centre pairs of ``nbr`` out as chunks that each hold one kernel offset.
-
-  Every offset's pairs are padded to a multiple of ``chunk``, so the chunk pool needs at most
-  pair_capacity / chunk + 26 chunks. Within a chunk both index lists ascend (shifting sorted
-  keys by a constant keeps them sorted), which makes the gathers cache-friendly.
-  Returns the map and the number of side pairs.
-  """
+  Returns the map and the number of side pairs."""
   n = nbr.shape[0]
   side = nbr[:, SIDE_OFFSETS]  # (N, 26)
-  present = side < n
+  rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], side.shape)
+  return _chunk_layout(side < n, side, rows, SIDE_OFFSETS, n, n, pair_capacity, chunk)
+
+
+def _chunk_layout(present, in_rows, out_rows, offsets, pad_in: int, pad_out: int, pair_capacity: int, chunk: int):
+  """Pairs given as (N, K) tables (column k: offset ``offsets[k]``, where ``present``) laid out
+  in chunks that each hold one offset.
+
+  Every offset's pairs are padded to a multiple of ``chunk``, so the chunk pool needs at most
+  pair_capacity / chunk + K chunks. Within a chunk both index lists ascend (shifting sorted
+  keys by a constant keeps them sorted), which makes the gathers cache-friendly.
+  Returns the map and the number of pairs.
+  """
   counts = present.sum(axis=0)
   chunks_per_offset = (counts + chunk - 1) // chunk
   chunk_end = jnp.cumsum(chunks_per_offset)
   chunk_start = chunk_end - chunks_per_offset
-  num_chunks = -(-pair_capacity // chunk) + len(SIDE_OFFSETS)
+  num_chunks = -(-pair_capacity // chunk) + len(offsets)
   slots = num_chunks * chunk
 
   rank = jnp.cumsum(present, axis=0) - 1
   slot = jnp.where(present, chunk_start[None, :] * chunk + rank, slots)  # out of range: dropped
   slot = jnp.where(slot < slots, slot, slots).ravel()
-  rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], side.shape).ravel()
-  in_idx = jnp.full((slots,), n, jnp.int32).at[slot].set(side.ravel(), mode='drop', unique_indices=True)
-  out_idx = jnp.full((slots,), n, jnp.int32).at[slot].set(rows, mode='drop', unique_indices=True)
+  in_idx = jnp.full((slots,), pad_in, jnp.int32).at[slot].set(in_rows.ravel(), mode='drop', unique_indices=True)
+  out_idx = jnp.full((slots,), pad_out, jnp.int32).at[slot].set(out_rows.ravel(), mode='drop', unique_indices=True)
   owner = jnp.searchsorted(chunk_end, jnp.arange(num_chunks), side='right')
-  offset = jnp.asarray(SIDE_OFFSETS)[jnp.minimum(owner, len(SIDE_OFFSETS) - 1)]
+  offset = jnp.asarray(offsets)[jnp.minimum(owner, len(offsets) - 1)]
   pair_map = PairMap(in_idx=in_idx.reshape(num_chunks, chunk), out_idx=out_idx.reshape(num_chunks, chunk),
                      offset=offset)
   return pair_map, counts.sum()
@@ -151,11 +175,13 @@ def downsample(level: Level, capacity: int) -> tuple[Level, DownMap, jnp.ndarray
   starts = jnp.nonzero(is_new, size=capacity, fill_value=0)[0]
   coarse_valid = jnp.arange(capacity) < count
   coarse_coords = jnp.where(coarse_valid[:, None], parent_coords[order[starts]], 0)
-  slot = ((c[:, 1] & 1) << 2) | ((c[:, 2] & 1) << 1) | (c[:, 3] & 1)
-  children = jnp.full((capacity, 8), n, jnp.int32).at[parent, slot].set(
-      jnp.arange(n, dtype=jnp.int32), mode='drop', unique_indices=True)
+  slot = (((c[:, 1] & 1) << 2) | ((c[:, 2] & 1) << 1) | (c[:, 3] & 1)).astype(jnp.int32)
   coarse = level_from_coords(coarse_coords.astype(jnp.int32), coarse_valid)
-  return coarse, DownMap(children=children, parent=parent, slot=slot.astype(jnp.int32)), count
+  present = level.valid[:, None] & (slot[:, None] == jnp.arange(8, dtype=jnp.int32))
+  rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], (n, 8))
+  pairs, _ = _chunk_layout(present, rows, jnp.broadcast_to(parent[:, None], (n, 8)), np.arange(8, dtype=np.int32),
+                           n, capacity, n, down_chunk(n))
+  return coarse, DownMap(parent=parent, slot=slot, pairs=pairs, coarse=capacity), count
 
 
 def build_geometry(coords, voxel_valid, point2voxel, point_valid, voxel_capacity: Sequence[int],

@@ -154,7 +154,7 @@ def train_boundary_net(spec: BoundarySpec, data, writer):
   rng = np.random.default_rng(b.seed)
   elements = [pipeline.make_element(source[i % len(source)], rng, aug, 1) for i in range(batch_size)]
   model = make_boundary_model(spec)
-  batcher = fitted_batcher(b.batching, elements, model.spec.num_levels, share,
+  batcher = fitted_batcher(b.batching, elements, model.spec.chunk_sizes(), share,
                            pin_branches=[(source, batch_size // share.devices)])
   tx, schedule = make_optimizer(b.optim, b.steps, max(1, len(source) // batch_size))
   state = steps.initial_state(b.seed + 7, model, tx, batcher, elements, "the boundary network's")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -180,10 +181,24 @@ def _write_checksums(manager, step: int, state) -> None:
     checksums.write(Path(manager.directory), step, state, manager.all_steps())
 
 
-def shape_mismatch(manager, step: int, state) -> str | None:
+def shape_mismatch(manager, step: int, state, left_behind=frozenset()) -> str | None:
   """'params/x: (3, 4) in the checkpoint, (3, 8) here' for the first array whose shape differs
-  between the checkpoint's record of its arrays and ``state``, or None (also when the record
-  cannot be read: that is the restore's to report, as damage)."""
+  between the checkpoint's record of its arrays and ``state`` (arrays named in ``left_behind``
+  aside), or None (also when the record cannot be read: that is the restore's to report, as
+  damage)."""
+  saved = saved_shapes(manager, step)
+  if saved is None:
+    return None
+  here = _shapes(state)
+  for name in sorted((saved.keys() - left_behind) | here.keys()):
+    if saved.get(name) != here.get(name):
+      a, b = saved.get(name, 'absent'), here.get(name, 'absent')
+      return f'{name}: {a} in the checkpoint, {b} here'
+  return None
+
+
+def saved_shapes(manager, step: int) -> dict | None:
+  """{array name: shape} of the checkpoint of ``step``, from its record; None where unreadable."""
   try:
     metadata = ocp.StandardCheckpointHandler().metadata(Path(manager.directory) / str(step) / 'default')
   except Exception:  # noqa: BLE001
@@ -191,14 +206,24 @@ def shape_mismatch(manager, step: int, state) -> str | None:
   tree = getattr(metadata, 'tree', metadata)
   if tree is None:
     return None
-  saved = {checksums.path_name(p): tuple(v.shape) for p, v in
-           jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]}
-  here = {checksums.path_name(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
-  for name in sorted(saved.keys() | here.keys()):
-    if saved.get(name) != here.get(name):
-      a, b = saved.get(name, 'absent'), here.get(name, 'absent')
-      return f'{name}: {a} in the checkpoint, {b} here'
-  return None
+  return {checksums.path_name(p): tuple(v.shape) for p, v in
+          jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]}
+
+
+def _shapes(state) -> dict:
+  return {checksums.path_name(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+_HEAD = re.compile(r'(^|/)(head_stage\d+)(/|$)')
+
+
+def unused_heads(saved: dict, here: dict) -> frozenset:
+  """The checkpoint's arrays of contrast projection heads (``head_stage<k>``) that this model
+  does not have: a run that contrasts fewer stages (Table 5's last_stage case) initialised from
+  one that has a head at every stage (the sup_only warm-up). Those arrays are left behind."""
+  heads_here = {m.group(2) for name in here for m in [_HEAD.search(name)] if m}
+  return frozenset(name for name in saved.keys() - here.keys()
+                   if (m := _HEAD.search(name)) and m.group(2) not in heads_here)
 
 
 def _first_line(error: Exception) -> str:
@@ -228,18 +253,35 @@ def init_from_run(workdir: str, step: int, state):
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
                             f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
-  mismatch = shape_mismatch(manager, step, state)
+  left_behind = unused_heads(saved_shapes(manager, step) or {}, _shapes(state))
+  mismatch = shape_mismatch(manager, step, state, left_behind)
   if mismatch:
     raise CheckpointDoesNotFit(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this '
                                f'model (another backbone, width or number of classes?): {mismatch}')
   try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
-    checksums.verify(directory, step, restored)
+    if left_behind:
+      restored = _restore_part(directory, step, state)
+    else:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+      checksums.verify(directory, step, restored)
   except (ValueError, KeyError) as e:
     raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} cannot be used: '
                      f'{_first_line(e)}') from None
-  logging.info('initialised from step %d of %s', step, directory)
+  logging.info('initialised from step %d of %s%s', step, directory,
+               f' (left behind: {len(left_behind)} arrays of projection heads this model has not)' if left_behind
+               else '')
   return restored, step
+
+
+def _restore_part(directory: Path, step: int, state):
+  """The arrays of ``state`` out of a checkpoint that holds more (checked whole against its
+  checksums first), in ``state``'s structure."""
+  whole = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()).restore(step)
+  checksums.verify(directory, step, whole)
+  by_name = {checksums.path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(whole)[0]}
+  paths, treedef = jax.tree_util.tree_flatten_with_path(state)
+  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(by_name[checksums.path_name(p)], np.asarray(v).dtype)
+                                                for p, v in paths])
 
 
 def saved_variables(workdir: str | Path, step: int = 0) -> tuple[dict, int]:

@@ -54,9 +54,11 @@ def predict_arrays(variables, view: pipeline.View, caps, model, keys=('logits',)
   """``steps.predict_step`` on a padded view, announced when it compiles and checked for
   capacity overflow; numpy outputs. The view's point coordinates are an input only where
   ``inputs`` passes them (the instance heads)."""
+  view = view.replace(xyz=None, offset_target=None)
+  if view.geometry is None:
+    view = view.replace(geometry=sparse.host_geometry_of(view, caps, model.spec.chunk_sizes()))
   with _PREDICT_COMPILES.around((caps, model, keys), progress.caps_detail(caps)):
-    out, needed = steps.predict_step(variables, view.replace(xyz=None, offset_target=None), caps, model, keys,
-                                     **inputs)
+    out, needed = steps.predict_step(variables, view, caps, model, keys, **inputs)
   sparse.check_capacity(np.asarray(needed), caps.voxels + caps.pairs)
   return {k: np.asarray(v) for k, v in out.items()}
 

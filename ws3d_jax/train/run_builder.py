@@ -92,10 +92,10 @@ def build(config, data, one_device: bool = False) -> Run:
   share, axis = (None, None) if one_device else (hosts.this_process(), AXIS)
   pin = () if one_device else [(data.labeled, t.labeled_batch // share.devices),
                                (data.unlabeled, t.unlabeled_batch // share.devices)]
-  levels = minkunet.levels_of(config.model.backbone)
   max_proposals = getattr(settings, 'max_proposals', 0)
-  batcher = fitted_batcher(batching, elements, levels, share, max_proposals=max_proposals, pin_branches=pin)
   ws3d = ws3d_net(config, num_classes, bn_axis=axis)
+  chunks = ws3d.spec.chunk_sizes()
+  batcher = fitted_batcher(batching, elements, chunks, share, max_proposals=max_proposals, pin_branches=pin)
   tx, schedule = make_optimizer(optim_spec(config), total, per_epoch)
   full = objective(config, num_classes, total, axis_name=axis)
   warmup = None
@@ -105,7 +105,7 @@ def build(config, data, one_device: bool = False) -> Run:
     warmup = LabeledWarmup(
         steps=full.ramp.warmup_steps,
         objective=task.make_objective(dataclasses.replace(full, w_energy=0.0, w_contrast=0.0, ramp=Ramp()), settings),
-        batcher=fitted_batcher(batching, labeled, levels, share, max_proposals=max_proposals,
+        batcher=fitted_batcher(batching, labeled, chunks, share, max_proposals=max_proposals,
                                pin_branches=[(data.labeled, t.labeled_batch // share.devices)]))
   return Run(task=task, train=t, evaluation=eval_spec(config, settings), boundary=boundary_spec(config),
              augment=batching.augment, model=task.make_model(ws3d, settings),

@@ -35,8 +35,7 @@ def create_train_state(rng, model, tx, view, caps) -> TrainState:
   """Initialises the variables on one shard's first view (a data.pipeline.View)."""
   @jax.jit
   def init(view):
-    geom = sparse.geometry_of(view, caps, model.spec.chunk_sizes())
-    return model.init(rng, view.features, geom, train=False)
+    return model.init(rng, view.features, view_geometry(view, caps, model), train=False)
 
   variables = init(view)
   # apply_fn stays None: the step gets the model as a static argument, and a bound method here
@@ -99,11 +98,27 @@ def forward_views(model, variables: dict, batch: Batch, geoms: list, reader: Bat
   return outputs, stats
 
 
+def view_geometry(view, caps, model) -> sparse.Geometry:
+  """The kernel maps of a view: the batcher's, where it built them on the host (the default
+  path), else built here on the device."""
+  chunks = model.spec.chunk_sizes()
+  if view.geometry is None:
+    return sparse.geometry_of(view, caps, chunks)
+  built = tuple(None if p is None else p.in_idx.shape[-1] for p in view.geometry.pairs)
+  if built != tuple(chunks):
+    raise ValueError(f'the batch carries kernel maps of chunk sizes {built} but the model reads {tuple(chunks)}: '
+                     'build the batcher with the chunk sizes of the model it feeds')
+  return view.geometry
+
+
 def view_geometries(batch: Batch, caps, model) -> list:
-  return [sparse.geometry_of(view, caps, model.spec.chunk_sizes()) for view in batch.views]
+  return [view_geometry(view, caps, model) for view in batch.views]
 
 
-@functools.partial(jax.pmap, axis_name=AXIS, static_broadcasted_argnums=(3, 4, 5, 6), donate_argnums=(0,))
+# The state is not donated: with donation XLA:CPU copied about 420 parameter and optimizer leaves
+# on entry (so that the outputs could reuse their buffers), 11% of the step's kernels; without
+# it one state more is alive during the step (a few MB here, 3x the parameters in general).
+@functools.partial(jax.pmap, axis_name=AXIS, static_broadcasted_argnums=(3, 4, 5, 6))
 def train_step(state: TrainState, batch: Batch, rng, caps, model, objective, reader: BatchReader):
   """One optimisation step on this device's shard. Returns (state, metrics averaged over devices)."""
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
@@ -119,6 +134,7 @@ def train_step(state: TrainState, batch: Batch, rng, caps, model, objective, rea
   grads = jax.lax.pmean(grads, AXIS)
   grad_norm = optax.tree.norm(grads)
   new_state = state.apply_gradients(grads=grads, batch_stats=stats)
+  # The new parameters too: a finite gradient times an infinite learning rate is not finite.
   finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm) & jnp.isfinite(
       optax.tree.norm(new_state.params))
   state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
@@ -133,6 +149,6 @@ def predict_step(variables: dict, view, caps, model, keys=('logits',), **inputs)
   """The model outputs named in ``keys`` for one (unsharded) view (a data.pipeline.View) in
   inference mode, and the needed capacities. ``inputs``: the model's extra keyword inputs (an
   instance model's point coordinates and proposals). Outputs not asked for are not computed."""
-  geom = sparse.geometry_of(view, caps, model.spec.chunk_sizes())
+  geom = view_geometry(view, caps, model)
   out = model.apply(variables, view.features, geom, train=False, **inputs)
   return {k: getattr(out, k) for k in keys}, geom.needed
