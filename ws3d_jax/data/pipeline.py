@@ -169,7 +169,6 @@ class Batcher:
       batch = _with_instances(batch, elements, caps, self.max_proposals)
     return batch
 
-
   def _maps(self, view: sparse.SparseBatch, pyr, caps):
     if self.chunk_sizes is None:
       return None

@@ -187,9 +187,11 @@ def shape_mismatch(manager, step: int, state, left_behind=frozenset()) -> str | 
   aside), or None (also when the record cannot be read: that is the restore's to report, as
   damage)."""
   saved = saved_shapes(manager, step)
-  if saved is None:
-    return None
-  here = _shapes(state)
+  return None if saved is None else first_mismatch(saved, _shapes(state), left_behind)
+
+
+def first_mismatch(saved: dict, here: dict, left_behind=frozenset()) -> str | None:
+  """The first array name whose shape differs between two {name: shape} records."""
   for name in sorted((saved.keys() - left_behind) | here.keys()):
     if saved.get(name) != here.get(name):
       a, b = saved.get(name, 'absent'), here.get(name, 'absent')
@@ -253,8 +255,9 @@ def init_from_run(workdir: str, step: int, state):
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
                             f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
-  left_behind = unused_heads(saved_shapes(manager, step) or {}, _shapes(state))
-  mismatch = shape_mismatch(manager, step, state, left_behind)
+  saved, here = saved_shapes(manager, step), _shapes(state)
+  left_behind = unused_heads(saved or {}, here)
+  mismatch = None if saved is None else first_mismatch(saved, here, left_behind)
   if mismatch:
     raise CheckpointDoesNotFit(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this '
                                f'model (another backbone, width or number of classes?): {mismatch}')
@@ -276,7 +279,7 @@ def init_from_run(workdir: str, step: int, state):
 def _restore_part(directory: Path, step: int, state):
   """The arrays of ``state`` out of a checkpoint that holds more (checked whole against its
   checksums first), in ``state``'s structure."""
-  whole = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()).restore(step)
+  whole = _as_saved(directory).restore(step)
   checksums.verify(directory, step, whole)
   by_name = {checksums.path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(whole)[0]}
   paths, treedef = jax.tree_util.tree_flatten_with_path(state)
@@ -284,11 +287,16 @@ def _restore_part(directory: Path, step: int, state):
                                                 for p, v in paths])
 
 
+def _as_saved(directory: Path):
+  """A manager that restores checkpoints in the structure they were saved in (no target)."""
+  return ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
+
+
 def saved_variables(workdir: str | Path, step: int = 0) -> tuple[dict, int]:
   """({'params', 'batch_stats'}, step) of a run's checkpoint of ``step`` (0: its latest), as it was
   saved: what the diagnostics read a trained model from."""
   directory = (Path(workdir) / 'checkpoints').absolute()
-  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
+  manager = _as_saved(directory)
   step = step or manager.latest_step()
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f'no checkpoint of step {step} in {directory} (it has {sorted(manager.all_steps())})')
