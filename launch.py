@@ -32,7 +32,7 @@ import jax  # noqa: E402  (after runtime.configure)
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from ws3d_jax.train import interrupts, trainer  # noqa: E402
+from ws3d_jax.train import checkpoints, interrupts, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/synthetic.py', 'Training configuration file.',
                                           lock_config=True)
@@ -94,6 +94,7 @@ def main(argv):
     logging.get_absl_handler().addFilter(_console_filter)
   progress.Activity.current().watch(logging.get_absl_handler())
   interrupts.install(multihost=_MULTIHOST.value)
+  checkpoints.drop_writes_completed_after_a_failed_save()
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value, mode=_MODE.value)
   except interrupts.Interrupted as e:

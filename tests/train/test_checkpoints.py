@@ -131,3 +131,36 @@ def test_a_restore_into_another_dtype_is_not_damage(tmp_path):
   restored, step = again.resume(target)
   assert step == 2 and int(restored['step']) == 2 and again.unverified == set()
   assert not (tmp_path / 'checkpoints_damaged').exists()
+
+
+def test_a_write_completing_after_its_save_closed_the_loop_is_dropped_without_a_traceback(monkeypatch):
+  """What a failed save leaves behind: tensorstore completes a write after orbax closed the loop
+  that awaited it. The stock loop raises there and tensorstore hands the error to
+  sys.unraisablehook (a traceback on stderr); ours drops it and still runs what is handed to it
+  while open."""
+  import asyncio
+  import sys
+  import time
+
+  import tensorstore as ts
+
+  from ws3d_jax.train.checkpoints import _LateCompletionsDroppedLoop
+  for loop_class, raises in ((asyncio.SelectorEventLoop, True), (_LateCompletionsDroppedLoop, False)):
+    unraisable = []
+    monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
+    loop = loop_class()
+    promise, future = ts.Promise.new()
+    ran = []
+
+    async def await_a_write():
+      asyncio.ensure_future(future)  # registers a completion callback into this loop
+      loop.call_soon_threadsafe(ran.append, 1)
+      await asyncio.sleep(0)
+
+    loop.run_until_complete(await_a_write())
+    loop.close()
+    promise.set_result(None)
+    time.sleep(0.2)  # in case tensorstore runs the completion on its own thread
+    assert ran == [1]
+    closed = [u for u in unraisable if 'Event loop is closed' in str(u.exc_value)]
+    assert bool(closed) == raises, (loop_class, unraisable)

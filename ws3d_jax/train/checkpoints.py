@@ -3,6 +3,7 @@ each with the checksums of its arrays (checksums.py), what a rerun of a finished
 the state another run's checkpoint starts from."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -27,6 +28,37 @@ class CheckpointDoesNotFit(ValueError):
 class CheckpointSaveFailed(OSError):
   """A save that did not complete (a full disk, a folder that became unwritable); the checkpoints
   written before it are intact (orbax writes to a temporary folder and renames it when done)."""
+
+
+class _LateCompletionsDroppedLoop(asyncio.SelectorEventLoop):
+  """An event loop that drops what other threads hand it after it closed, instead of raising.
+
+  When one array of a save fails (a full disk), orbax's save ends and closes its event loop while
+  tensorstore is still finishing the writes of the other arrays; each of those completions is
+  handed to the closed loop, and tensorstore hands the RuntimeError it gets to
+  sys.unraisablehook: a traceback on stderr per array, hundreds of lines around the one-line
+  message the failed save gets. Nobody awaits those writes any more: dropping them loses nothing."""
+
+  def call_soon_threadsafe(self, callback, *args, context=None):
+    if self.is_closed():
+      return None
+    try:
+      return super().call_soon_threadsafe(callback, *args, context=context)
+    except RuntimeError:
+      if self.is_closed():  # closed between the check and the call
+        return None
+      raise
+
+
+class _Policy(asyncio.DefaultEventLoopPolicy):
+  _loop_factory = _LateCompletionsDroppedLoop
+
+
+def drop_writes_completed_after_a_failed_save() -> None:
+  """Makes the process's new asyncio event loops (orbax makes one per save) drop the completions
+  that arrive after they closed (see _LateCompletionsDroppedLoop). Process-wide, so the entry
+  point calls it, not the library."""
+  asyncio.set_event_loop_policy(_Policy())
 
 
 class Checkpoints:
