@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -146,14 +147,18 @@ class Checkpoints:
   def _restore(self, manager, step: int, state):
     """The state of ``step``, checked: shapes against ``state`` (CheckpointDoesNotFit), values
     against the checksums written with it (ChecksumMismatch)."""
-    mismatch = shape_mismatch(manager, step, state)
-    if mismatch:
+    fit = fit_to(saved_shapes(manager, step), state)
+    if fit.mismatch:
       raise CheckpointDoesNotFit(
-          f'the checkpoint of step {step} in {manager.directory} was written by another model ({mismatch}); '
+          f'the checkpoint of step {step} in {manager.directory} was written by another model ({fit.mismatch}); '
           'it is not damaged and stays where it is. Train this config in a new --workdir, or run with the '
           'config the checkpoint was trained with (<workdir>/config_train.json).')
-    restored = manager.restore(step, args=ocp.args.StandardRestore(state))
-    if not checksums.verify(Path(manager.directory), step, restored):
+    if fit.as_saved:
+      restored, verified = _restore_part(Path(manager.directory), step, state, fit)
+    else:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+      verified = checksums.verify(Path(manager.directory), step, restored)
+    if not verified:
       self.unverified.add(step)
     return restored
 
@@ -213,18 +218,73 @@ def _write_checksums(manager, step: int, state) -> None:
     checksums.write(Path(manager.directory), step, state, manager.all_steps())
 
 
-def shape_mismatch(manager, step: int, state, left_behind=frozenset()) -> str | None:
-  """'params/x: (3, 4) in the checkpoint, (3, 8) here' for the first array whose shape differs
-  between the checkpoint's record of its arrays and ``state`` (arrays named in ``left_behind``
-  aside), or None (also when the record cannot be read: that is the restore's to report, as
-  damage)."""
-  saved = saved_shapes(manager, step)
-  return None if saved is None else first_mismatch(saved, _shapes(state), left_behind)
+@dataclasses.dataclass(frozen=True)
+class Fit:
+  """How a checkpoint's arrays (its {name: shape} record) fill a state: the first difference that
+  no rule covers (None: it fits), the heads this model has not (``unused_heads``), and the flat
+  optimizer vectors assembled from what the checkpoint holds (``vector_sources``)."""
+  mismatch: str | None = None
+  left_behind: frozenset = frozenset()
+  raveled: dict = dataclasses.field(default_factory=dict)  # {name here: [(saved name, start, stop)]}
+
+  @property
+  def as_saved(self) -> bool:
+    """Whether the checkpoint must be read in its own structure and mapped (not restored as is)."""
+    return bool(self.left_behind or self.raveled)
+
+
+def fit_to(saved: dict | None, state) -> Fit:
+  """How the record ``saved`` fits ``state`` (None, an unreadable record: that is the restore's
+  to report, as damage)."""
+  if saved is None:
+    return Fit()
+  here = _shapes(state)
+  left_behind = unused_heads(saved, here)
+  raveled = vector_sources(saved, here, _param_names(state))
+  consumed = {source for sources in raveled.values() for source, _, _ in sources}
+  mismatch = first_mismatch({k: v for k, v in saved.items() if k not in consumed},
+                            {k: v for k, v in here.items() if k not in raveled}, left_behind)
+  return Fit(mismatch=mismatch, left_behind=left_behind, raveled=raveled)
+
+
+def vector_sources(saved: dict, here: dict, param_names: list) -> dict:
+  """{name: [(saved name, start, stop)]} for each one-dimensional array of ``here`` that holds one
+  number per parameter (the optimizer's moments, optax.flatten: the parameters raveled and
+  concatenated in their tree's order) and that the checkpoint holds otherwise:
+
+  * leaf by leaf, one array per parameter under that name (a checkpoint from before the
+    optimizer was flattened): each whole array (start, stop None), in the parameters' order;
+  * as a longer vector over more parameters (the sup_only warm-up's contrast heads at every
+    stage, Table 5's last_stage case): the slices of this model's parameters, located through
+    the checkpoint's own record of its parameters."""
+  sizes_here = {p: int(np.prod(here[f'params/{p}'])) for p in param_names}
+  saved_params = [(name[len('params/'):], int(np.prod(shape))) for name, shape in saved.items()
+                  if name.startswith('params/')]
+  offsets = dict(zip((p for p, _ in saved_params), np.cumsum([0] + [n for _, n in saved_params])[:-1]))
+  saved_sizes = dict(saved_params)
+  out = {}
+  for name, shape in here.items():
+    if saved.get(name) == shape or len(shape) != 1 or shape[0] != sum(sizes_here.values()) or not param_names:
+      continue
+    leaves = [f'{name}/{p}' for p in param_names]
+    if all(saved.get(leaf) is not None and int(np.prod(saved[leaf])) == sizes_here[p]
+           for leaf, p in zip(leaves, param_names)):
+      out[name] = [(leaf, None, None) for leaf in leaves]
+    elif len(saved.get(name, ())) == 1 and saved[name][0] == sum(saved_sizes.values()) and \
+        all(saved_sizes.get(p) == sizes_here[p] for p in param_names):
+      out[name] = [(name, int(offsets[p]), int(offsets[p]) + sizes_here[p]) for p in param_names]
+  return out
+
+
+def _param_names(state) -> list:
+  params = state['params'] if isinstance(state, dict) else state.params
+  return [checksums.path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
 def first_mismatch(saved: dict, here: dict, left_behind=frozenset()) -> str | None:
-  """The first array name whose shape differs between two {name: shape} records."""
-  for name in sorted((saved.keys() - left_behind) | here.keys()):
+  """The first array name whose shape differs between two {name: shape} records, the parameters
+  first (a parameter that differs says more than the optimizer state that follows from it)."""
+  for name in sorted((saved.keys() - left_behind) | here.keys(), key=lambda n: (not n.startswith('params/'), n)):
     if saved.get(name) != here.get(name):
       a, b = saved.get(name, 'absent'), here.get(name, 'absent')
       return f'{name}: {a} in the checkpoint, {b} here'
@@ -287,15 +347,13 @@ def init_from_run(workdir: str, step: int, state):
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f'train.init_from: no checkpoint of step {step} in {directory} '
                             f'(it has {sorted(manager.all_steps())}); train that run first or set train.init_step')
-  saved, here = saved_shapes(manager, step), _shapes(state)
-  left_behind = unused_heads(saved or {}, here)
-  mismatch = None if saved is None else first_mismatch(saved, here, left_behind)
-  if mismatch:
+  fit = fit_to(saved_shapes(manager, step), state)
+  if fit.mismatch:
     raise CheckpointDoesNotFit(f'train.init_from: the checkpoint of step {step} in {directory} does not fit this '
-                               f'model (another backbone, width or number of classes?): {mismatch}')
+                               f'model (another backbone, width or number of classes?): {fit.mismatch}')
   try:
-    if left_behind:
-      restored = _restore_part(directory, step, state)
+    if fit.as_saved:
+      restored, _ = _restore_part(directory, step, state, fit)
     else:
       restored = manager.restore(step, args=ocp.args.StandardRestore(state))
       checksums.verify(directory, step, restored)
@@ -303,20 +361,26 @@ def init_from_run(workdir: str, step: int, state):
     raise ValueError(f'train.init_from: the checkpoint of step {step} in {directory} cannot be used: '
                      f'{_first_line(e)}') from None
   logging.info('initialised from step %d of %s%s', step, directory,
-               f' (left behind: {len(left_behind)} arrays of projection heads this model has not)' if left_behind
-               else '')
+               f' (left behind: {len(fit.left_behind)} arrays of projection heads this model has not)'
+               if fit.left_behind else '')
   return restored, step
 
 
-def _restore_part(directory: Path, step: int, state):
-  """The arrays of ``state`` out of a checkpoint that holds more (checked whole against its
-  checksums first), in ``state``'s structure."""
+def _restore_part(directory: Path, step: int, state, fit: Fit):
+  """(the arrays of ``state`` out of a checkpoint laid out otherwise, as ``fit`` maps them, in
+  ``state``'s structure; whether the checkpoint, read whole, matched its checksums)."""
   whole = _as_saved(directory).restore(step)
-  checksums.verify(directory, step, whole)
+  verified = checksums.verify(directory, step, whole)
   by_name = {checksums.path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(whole)[0]}
+
+  def value(name):
+    if name in fit.raveled:
+      return np.concatenate([np.ravel(by_name[source])[start:stop] for source, start, stop in fit.raveled[name]])
+    return by_name[name]
+
   paths, treedef = jax.tree_util.tree_flatten_with_path(state)
-  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(by_name[checksums.path_name(p)], np.asarray(v).dtype)
-                                                for p, v in paths])
+  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(value(checksums.path_name(p)), np.asarray(v).dtype)
+                                                for p, v in paths]), verified
 
 
 def _as_saved(directory: Path):

@@ -32,7 +32,7 @@ def folder_of(directory: Path) -> Path:
 def of_state(state, dtypes: dict | None = None) -> dict[str, str]:
   """{path of the array: 'crc32 dtype size'} of every array of ``state`` (on the host), each taken
   in ``dtypes[path]`` where given. The size, not the shape: orbax writes a one-element array as a
-  scalar (the train state's step); shapes are checked on their own (checkpoints.shape_mismatch).
+  scalar (the train state's step); shapes are checked on their own (checkpoints.fit_to).
   The dtype of the record: orbax casts to the dtype of the state it restores into (the step,
   saved as int32, comes back int64), which changes no value."""
   out = {}
