@@ -240,45 +240,40 @@ def fit_to(saved: dict | None, state) -> Fit:
     return Fit()
   here = _shapes(state)
   left_behind = unused_heads(saved, here)
-  raveled = vector_sources(saved, here, _param_names(state))
+  raveled = vector_sources(saved, here)
   consumed = {source for sources in raveled.values() for source, _, _ in sources}
   mismatch = first_mismatch({k: v for k, v in saved.items() if k not in consumed},
                             {k: v for k, v in here.items() if k not in raveled}, left_behind)
   return Fit(mismatch=mismatch, left_behind=left_behind, raveled=raveled)
 
 
-def vector_sources(saved: dict, here: dict, param_names: list) -> dict:
-  """{name: [(saved name, start, stop)]} for each one-dimensional array of ``here`` that holds one
-  number per parameter (the optimizer's moments, optax.flatten: the parameters raveled and
-  concatenated in their tree's order) and that the checkpoint holds otherwise:
+def vector_sources(saved: dict, here: dict) -> dict:
+  """{name: [(saved name, start, stop)]} for each one-dimensional array of the record ``here`` that
+  holds one number per parameter (the optimizer's moments, optax.flatten: the parameters raveled
+  and concatenated in their tree's order) and that the record ``saved`` holds otherwise:
 
   * leaf by leaf, one array per parameter under that name (a checkpoint from before the
     optimizer was flattened): each whole array (start, stop None), in the parameters' order;
   * as a longer vector over more parameters (the sup_only warm-up's contrast heads at every
     stage, Table 5's last_stage case): the slices of this model's parameters, located through
     the checkpoint's own record of its parameters."""
-  sizes_here = {p: int(np.prod(here[f'params/{p}'])) for p in param_names}
-  saved_params = [(name[len('params/'):], int(np.prod(shape))) for name, shape in saved.items()
-                  if name.startswith('params/')]
-  offsets = dict(zip((p for p, _ in saved_params), np.cumsum([0] + [n for _, n in saved_params])[:-1]))
-  saved_sizes = dict(saved_params)
+  mine, theirs = _param_sizes(here), _param_sizes(saved)
+  offsets = dict(zip(theirs, np.cumsum([0, *theirs.values()]).tolist()))
   out = {}
   for name, shape in here.items():
-    if saved.get(name) == shape or len(shape) != 1 or shape[0] != sum(sizes_here.values()) or not param_names:
+    if not mine or saved.get(name) == shape or shape != (sum(mine.values()),):
       continue
-    leaves = [f'{name}/{p}' for p in param_names]
-    if all(saved.get(leaf) is not None and int(np.prod(saved[leaf])) == sizes_here[p]
-           for leaf, p in zip(leaves, param_names)):
+    leaves = [f'{name}/{p}' for p in mine]
+    if all(saved.get(leaf) is not None and int(np.prod(saved[leaf])) == n for leaf, n in zip(leaves, mine.values())):
       out[name] = [(leaf, None, None) for leaf in leaves]
-    elif len(saved.get(name, ())) == 1 and saved[name][0] == sum(saved_sizes.values()) and \
-        all(saved_sizes.get(p) == sizes_here[p] for p in param_names):
-      out[name] = [(name, int(offsets[p]), int(offsets[p]) + sizes_here[p]) for p in param_names]
+    elif saved.get(name) == (sum(theirs.values()),) and all(theirs.get(p) == n for p, n in mine.items()):
+      out[name] = [(name, offsets[p], offsets[p] + n) for p, n in mine.items()]
   return out
 
 
-def _param_names(state) -> list:
-  params = state['params'] if isinstance(state, dict) else state.params
-  return [checksums.path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+def _param_sizes(record: dict) -> dict:
+  """{parameter name: number of values} of a {name: shape} record, in the record's (tree) order."""
+  return {name[len('params/'):]: int(np.prod(shape)) for name, shape in record.items() if name.startswith('params/')}
 
 
 def first_mismatch(saved: dict, here: dict, left_behind=frozenset()) -> str | None:
