@@ -1,6 +1,6 @@
 """The embedded default: procedurally generated indoor rooms (10 classes), no download needed.
 
-    python launch.py --config=configs/synthetic.py            # about 55 minutes on 2 CPU cores
+    python launch.py --config=configs/synthetic.py            # about 28 minutes on 2 CPU cores
     python launch.py --config=configs/synthetic.py:smoke      # about 4 minutes: everything shrunk
 
 Tokens: see configs/common.py (ratios 1pct..100pct, sup_only, smoke, ablations); 10pct by default.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, '.')
 from ws3d_jax.bench import label_efficiency as le  # noqa: E402
+from ws3d_jax.bench import label_efficiency_report as le_report  # noqa: E402
 
 def settings(room_seed: int) -> dict:
   results = f'docs/results/le/room{room_seed}'
@@ -23,7 +24,7 @@ def settings(room_seed: int) -> dict:
 SECTIONS = {
     '### 0.2 WS3D against sup_only (room seed 0)': (
         0, '### 0.3 The boundary network',
-        "The benchmark's own tables (`le.markdown` of the committed records, by `scripts/le_results_tables.py`), "
+        "The benchmark's own tables (`label_efficiency_report.markdown` of the committed records, by `scripts/le_results_tables.py`), "
         'as of the last finished run. "WS3D wins" is the issue\'s rule: the mean gain at least 2 points and '
         'more than twice the larger of the two standard deviations, judged once both arms have the same seeds.'),
     '### 0.5 Rooms nobody tuned on (room seed 5000)': (
@@ -52,7 +53,7 @@ def per_class(runs: dict) -> str:
 def section(room_seed: int, title: str, intro: str) -> str:
   run_settings = settings(room_seed)
   runs = le.stored_records(Path(f'docs/results/le/room{room_seed}'), run_settings)
-  report = le.markdown({'settings': run_settings, 'runs': runs, 'summary': le.summarize(runs)})
+  report = le_report.markdown({'settings': run_settings, 'runs': runs, 'summary': le_report.summarize(runs)})
   body = '#### ' + report.split('\n## ', 1)[1].replace('\n## ', '\n#### ')
   classes = per_class(runs)
   if classes:
