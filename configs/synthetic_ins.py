@@ -8,7 +8,7 @@ from configs import common, synthetic
 
 
 def defaults(c):
-  synthetic.defaults(c)
+  synthetic.fine_rooms(c)
   common.add_instance(c, no_instance_classes=('floor', 'wall'))
   c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 4, 2, 2
   c.train.steps = 300

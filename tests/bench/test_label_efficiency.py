@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from configs import synthetic
 from tests.sizes import tiny
 from ws3d_jax.bench import label_efficiency as le
 from ws3d_jax.bench import label_efficiency_report as ler
+from ws3d_jax.train.config_changes import flatten
 
 TINY = le.Scale(num_train=8, num_val=2, points=2000, voxel_size=0.1, width=0.25, steps=4, eval_every=2,
                 boundary_steps=2, labeled_batch=1, unlabeled_batch=1, voxels_per_scene=1024)
@@ -166,3 +168,13 @@ def test_table5_cases_are_shown_beside_the_paper_not_averaged_as_seeds():
   assert 'spread over 3 seeds at this ratio is 3.0 points' in text
   assert '| 2 | no boundary labels w_ij | 51.0 / 49.3 | -5.2 | 80.0 | +2.0 | no | no |' in text
   assert '| 9 | supervised only | 48.1 / 45.0 | -8.1 | 70.0 | -8.0 | yes | yes |' in text
+
+
+def test_the_readme_main_job_is_the_benchmarks_ws3d_run_at_10pct_seed_0():
+  main = flatten(synthetic.get_config('').to_dict())
+  bench = flatten(le.run_config(10, 'ws3d', 0, le.FULL, room_seed=0).to_dict())
+  # How often it logs and how many checkpoints it keeps, and where its warm-up runs: in the run
+  # (the main job) or as the sup_only run it starts from (the benchmark; bit-equal,
+  # tests/train/test_labeled_warmup.py). Everything that trains is the same.
+  assert {k for k in main.keys() | bench.keys() if main.get(k) != bench.get(k)} == {
+      'train.log_every', 'train.keep_checkpoints', 'train.labeled_warmup'}

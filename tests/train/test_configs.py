@@ -85,8 +85,8 @@ def test_impossible_values_fail_at_start_with_what_to_do(tmp_path):
                                 ('optim.lr', -1.0, 'optim.lr must be positive'),
                                 ('optim.lr', 0.0, 'optim.lr must be positive'),
                                 # one source of truth for the batch: a step draws labeled + unlabeled
-                                ('train.batch_size', 32, r'batch_size=32 but a step draws train.labeled_batch=2 \+ '
-                                 r'train.unlabeled_batch=2 scenes'),
+                                ('train.batch_size', 32, r'batch_size=32 but a step draws train.labeled_batch=1 \+ '
+                                 r'train.unlabeled_batch=1 scenes'),
                                 ('train.init_from', str(tmp_path / 'no_run'), 'no_run has no checkpoints/')):
     config = synthetic.get_config('5pct')
     section, name = field.split('.')

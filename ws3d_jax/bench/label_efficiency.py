@@ -99,6 +99,7 @@ def run_config(ratio: int, arm: str, seed: int, scale: Scale, room_seed: int, to
   t.labeled_batch = scale.labeled_batch
   t.unlabeled_batch = 0 if arm == 'sup_only' else scale.unlabeled_batch
   t.batch_size = scale.labeled_batch + scale.unlabeled_batch
+  t.labeled_warmup = False  # a WS3D arm's warm-up is its sup_only run, up to the checkpoint it starts from
   # The sup_only run keeps a checkpoint at the step where the WS3D runs of its split start.
   warmup = round(module.get_config(f'{ratio}pct').loss.warmup * scale.steps)
   t.checkpoint_every = warmup if arm == 'sup_only' and warmup else scale.eval_every
