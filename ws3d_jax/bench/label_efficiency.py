@@ -176,6 +176,7 @@ class Report:
     self.results, self.commit = results, commit
     for key, record in stored_records(results, settings).items():
       self.data['runs'].setdefault(key, record)
+    self.data['summary'] = summarize(self.data['runs'])  # by this code, not the one that wrote report.json
 
   def has(self, key: str) -> bool:
     return key in self.data['runs']

@@ -13,7 +13,7 @@ ARMS = ('sup_only', 'ws3d')  # the pair the win rule compares
 PAPER_DATASETS = ('ScanNet', 'S3DIS', 'SemanticKITTI')
 PAPER_TABLE2 = {'sup_only': (72.9, 66.4, 65.0), 'ws3d': (76.9, 72.9, 66.9)}
 PAPER_TABLE3 = {20: {'ws3d': (68.5, 65.7, 61.4), 'ws3d_transductive': (71.4, 66.6, 64.5)},
-                100: {'ws3d': (76.9, 72.9, 66.9), 'ws3d_transductive': (77.6, 73.5, 68.2)}}
+                100: {'ws3d': PAPER_TABLE2['ws3d'], 'ws3d_transductive': (77.6, 73.5, 68.2)}}
 
 
 def summarize(runs: dict) -> dict:
@@ -65,15 +65,15 @@ def markdown(report: dict) -> str:
   for group, ratios in sorted(report.get('summary', {}).items()):
     lines += [f'## {group}', '', '| labels | sup_only | ws3d | gain | WS3D wins (>= 2 and > 2 std) | gain per seed |',
               '|---|---|---|---|---|---|']
-    for ratio in sorted(ratios, key=lambda r: int(r[:-3])):
+    for ratio in by_ratio(ratios):
       row = ratios[ratio]
       gain = f"{row['gain']:+.1f}" if 'gain' in row else ''
-      wins = ('yes' if row['wins'] else 'no') if 'wins' in row else (
-          f"pending (seeds {len(row['sup_only']['seeds'])} / {len(row['ws3d']['seeds'])})" if 'gain' in row else '')
-      lines.append(f"| {ratio} | {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {gain} | {wins} | {gains_cell(row.get('paired_gains', {}))} |")
+      lines.append(f"| {ratio} | {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {gain} | {wins_cell(row)} | "
+                   f"{gains_cell(row.get('paired_gains', {}))} |")
     lines.append('')
-    if group == 'semantic':  # the paper's Tables 2 and 3 are semantic segmentation
-      lines += table2_markdown(ratios.get('100pct', {})) + table3_markdown(ratios)
+    if group == 'semantic':  # the paper's Table 2 is semantic segmentation
+      lines += table2_markdown(ratios.get('100pct', {}))
+    lines += table3_markdown(ratios, paper=PAPER_TABLE3 if group == 'semantic' else {})
   lines += table5_markdown(report['runs'])
   lines += ['## Runs', '', 'Load: the 1-minute load average at the start and end of the run, and the cores other '
             'processes used meanwhile; "SHARED" marks a run that did not have the machine to itself.', '',
@@ -96,6 +96,17 @@ TABLE5_WHAT = {1: 'the full WS3D', 2: 'no boundary labels w_ij', 3: 'no pairwise
                7: 'no region contrast', 8: 'no supervised cross-entropy branch', 9: 'supervised only'}
 
 
+def by_ratio(ratios: dict) -> list:
+  """'5pct', '10pct', ... in the order of their numbers."""
+  return sorted(ratios, key=lambda r: int(r[:-3]))
+
+
+def wins_cell(row: dict) -> str:
+  if 'wins' in row:
+    return 'yes' if row['wins'] else 'no'
+  return f"pending (seeds {len(row['sup_only']['seeds'])} / {len(row['ws3d']['seeds'])})" if 'gain' in row else ''
+
+
 def gains_cell(gains) -> str:
   """Signed points, one per seed (a dict of them) or per data set."""
   return ' / '.join(f'{g:+.1f}' for g in (gains.values() if isinstance(gains, dict) else gains))
@@ -111,19 +122,19 @@ def table2_markdown(row: dict) -> list:
   if 'gain' not in row:
     return []
   paper = [w - s for w, s in zip(PAPER_TABLE2['ws3d'], PAPER_TABLE2['sup_only'])]
-  wins = ('yes' if row['wins'] else 'no') if 'wins' in row else 'pending'
   return ['Paper Table 2 (100% of the labels; paper gains are val mIoU, ' + ' / '.join(PAPER_DATASETS) + '):', '',
           '| sup_only | ws3d | gain | WS3D wins (>= 2 and > 2 std) | gain per seed | paper gain | same sign |',
           '|---|---|---|---|---|---|---|',
-          f"| {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {row['gain']:+.1f} | {wins} | "
+          f"| {arm_cell(row, 'sup_only')} | {arm_cell(row, 'ws3d')} | {row['gain']:+.1f} | {wins_cell(row)} | "
           f"{gains_cell(row['paired_gains'])} | {gains_cell(paper)} | "
           f"{same_sign(row['gain'], paper)} |", '']
 
 
-def table3_markdown(ratios: dict) -> list:
+def table3_markdown(ratios: dict, paper: dict) -> list:
   """Transductive (the validation rooms, unlabeled, join the unlabeled set) against inductive
-  WS3D, beside the paper's Table 3."""
-  rows = [r for r in sorted(ratios, key=lambda r: int(r[:-3])) if 'transductive_gain' in ratios[r]]
+  WS3D, beside ``paper`` (PAPER_TABLE3 for semantic segmentation; the paper has none for
+  instances). A ratio whose inductive arm is not in yet shows no gain."""
+  rows = [r for r in by_ratio(ratios) if 'ws3d_transductive' in ratios[r]]
   if not rows:
     return []
   lines = ['Paper Table 3: transductive WS3D (the validation rooms, unlabeled, join the unlabeled set) against '
@@ -132,13 +143,13 @@ def table3_markdown(ratios: dict) -> list:
            '|---|---|---|---|---|---|---|']
   for ratio in rows:
     row = ratios[ratio]
-    paper = PAPER_TABLE3.get(int(ratio[:-3]))
-    paper_gain = [t - i for t, i in zip(paper['ws3d_transductive'], paper['ws3d'])] if paper else None
+    theirs = paper.get(int(ratio[:-3]))
+    paper_gain = [t - i for t, i in zip(theirs['ws3d_transductive'], theirs['ws3d'])] if theirs else None
+    gain = row.get('transductive_gain')
     lines.append(f"| {ratio} | {arm_cell(row, 'ws3d')} | {arm_cell(row, 'ws3d_transductive')} | "
-                 f"{row['transductive_gain']:+.1f} | "
-                 f"{gains_cell(row['transductive_paired_gains'])} | "
+                 f"{'' if gain is None else f'{gain:+.1f}'} | {gains_cell(row.get('transductive_paired_gains', {}))} | "
                  f"{gains_cell(paper_gain) if paper_gain else 'not in the paper'} | "
-                 f"{same_sign(row['transductive_gain'], paper_gain) if paper_gain else ''} |")
+                 f"{same_sign(gain, paper_gain) if paper_gain and gain is not None else ''} |")
   return lines + ['']
 
 
@@ -161,7 +172,7 @@ def table5_markdown(runs: dict) -> list:
     scannet, s3dis, _ = PAPER_TABLE5[case]
     paper = scannet - PAPER_TABLE5[1][0]
     ours = cases[case] - cases[1] if 1 in cases else None
-    same = '' if case == 1 or ours is None else ('yes' if np.sign(ours) == np.sign(paper) else 'no')
+    same = '' if case == 1 or ours is None else same_sign(ours, [paper])
     beyond = '' if case == 1 or ours is None or spread is None else ('yes' if abs(ours) > spread else 'no')
     lines.append(f"| {case} | {TABLE5_WHAT[case]} | {scannet} / {s3dis} | {paper:+.1f} | {cases[case]:.1f} | "
                  f"{'' if ours is None else f'{ours:+.1f}'} | {same} | {beyond} |")
