@@ -1,5 +1,5 @@
 #!/bin/bash
-# The label-efficiency runs of issues 22 and 23 (all recorded in docs/results/le/ as of 2026-12-06), one after the other,
+# The label-efficiency runs of issues 22 and 23 (all recorded as of 2026-12-06), each resuming
 # from the records committed in docs/results/le/ (a finished run is never trained again). Run it
 # alone on the machine (the benchmark records the load and marks shared runs), from the
 # repository root:   nohup bash scripts/le_queue.sh > runs/le_queue.log 2>&1 &
