@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ws3d_jax.sparse import ops
+from ws3d_jax.sparse import fused, ops
 from ws3d_jax.sparse.kernel_map import NUM_OFFSETS, Geometry
 
 # He initialisation over the kernel's fan-in (offsets x input channels).
@@ -33,7 +33,9 @@ class SubMConv3d(nn.Module):
       return ops.submanifold_conv_pairs(x, w, pairs)
     if self.impl == 'dense':
       return ops.submanifold_conv_dense(x, w, geom.levels[level].nbr)
-    raise ValueError(f"unknown convolution impl {self.impl!r}; use 'pairs' or 'dense'")
+    if self.impl == 'fused':
+      return fused.submanifold_conv_fused(x, w, geom.levels[level].nbr)
+    raise ValueError(f"unknown convolution impl {self.impl!r}; use 'pairs', 'dense' or 'fused'")
 
 
 class StridedConv3d(nn.Module):
