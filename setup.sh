@@ -39,3 +39,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   wait "$pip_pid"
   echo "$want" > "$stamp"
 fi
+
+# The fused submanifold convolution for the CPU (ws3d_jax/sparse/fused.py), compiled for this
+# machine in a few seconds. Without a C++ compiler the network runs the pure-JAX path instead.
+if ! .venv/bin/python -c "from ws3d_jax.sparse import fused; raise SystemExit(not fused.library_path().exists())" 2>/dev/null; then
+  if command -v g++ >/dev/null; then
+    .venv/bin/python -m ws3d_jax.sparse.fused --build
+  else
+    echo "setup: no g++ here: the fused CPU kernel is not built, and the network runs its pure-JAX path (slower on CPU)"
+  fi
+fi

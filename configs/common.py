@@ -72,7 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.backbone = 'minkunet34'
   c.model.width_scale = 1.0
-  c.model.impl = 'pairs'  # submanifold dataflow: 'pairs' or 'dense', or one per stride
+  # Submanifold dataflow: 'pairs', 'dense' or 'fused' (the CPU kernel that `bash setup.sh` builds), or
+  # one per stride; 'auto' is 'fused' where it is built and the compute dtype is float32, else 'pairs'.
+  c.model.impl = 'auto'
   c.model.chunk = 512
   c.model.compute_dtype = 'float32'
   c.model.embed_dim = 64  # projection head output, per contrasted stage

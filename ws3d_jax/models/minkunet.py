@@ -68,8 +68,8 @@ class BackboneSpec:
     return _levels(self.blocks)
 
   def chunk_sizes(self) -> tuple:
-    """Chunk length per level for 'pairs' (None for 'dense', which needs no pair map)."""
-    return tuple(None if impl == 'dense' else self.chunk for impl in self.impl)
+    """Chunk length per level for 'pairs' (None for 'dense' and 'fused', which need no pair map)."""
+    return tuple(self.chunk if impl == 'pairs' else None for impl in self.impl)
 
 
 def backbone_spec(name: str = 'minkunet34', impl: str | Sequence[str] = 'pairs', **kw) -> BackboneSpec:

@@ -66,6 +66,15 @@ def available() -> bool:
   return True
 
 
+def resolve(impl, dtype):
+  """The dataflow per stride that ``model.impl`` names: 'auto' is 'fused' where the kernel is built
+  and the compute dtype is float32 (the kernel's only one), else the pure-JAX 'pairs'."""
+  if isinstance(impl, str):
+    impl = impl if impl != 'auto' else ('fused' if dtype == jnp.float32 and available() else 'pairs')
+    return impl
+  return tuple(resolve(i, dtype) for i in impl)
+
+
 def _conv(x, weight, nbr, mirror: bool):
   out = jax.ShapeDtypeStruct((nbr.shape[0], weight.shape[2]), jnp.float32)
   return jax.ffi.ffi_call('ws3d_subm_conv', out)(x, weight, nbr, mirror=np.int32(mirror))

@@ -27,6 +27,7 @@ from ws3d_jax.losses.objective import Objective
 from ws3d_jax.losses.schedule import Ramp
 from ws3d_jax.models import minkunet
 from ws3d_jax.models.ws3d import WS3DNet
+from ws3d_jax.sparse import fused
 from ws3d_jax.train import boundary_network, tasks
 from ws3d_jax.train.evaluate import EvalSpec
 from ws3d_jax.train.optimizer import OptimSpec, make_optimizer
@@ -178,7 +179,8 @@ def backbone_spec(model_section, backbone: str = '', width_scale: float = 0.0) -
   """The backbone of ``model.*``, or another preset and width with the same knobs (impl, chunk)."""
   m = model_section
   width = width_scale or m.width_scale
-  spec = minkunet.backbone_spec(backbone or m.backbone, impl=m.impl if isinstance(m.impl, str) else tuple(m.impl))
+  impl = fused.resolve(m.impl, compute_dtype(m.compute_dtype))
+  spec = minkunet.backbone_spec(backbone or m.backbone, impl=impl)
   if width != 1.0:
     spec = dataclasses.replace(spec, stem=max(4, int(spec.stem * width)),
                                planes=tuple(max(4, int(p * width)) for p in spec.planes))

@@ -39,11 +39,7 @@ struct Progress {
 // A helper that starts after the work ran out touches only the shared counters it keeps alive.
 template <typename Body>
 void ParallelBlocks(ffi::ThreadPool& pool, int64_t blocks, Body body) {
-#ifdef WS3D_SERIAL
-  if (true) {
-#else
   if (blocks <= 1) {
-#endif
     for (int64_t b = 0; b < blocks; ++b) body(b);
     return;
   }
@@ -151,11 +147,7 @@ template <int OT>
 struct Conv {
   static void Run(const float* x, int64_t nin, int ci, const float* w, int co, const int32_t* nbr,
                   bool mirror, int64_t r0, int64_t r1, float* out, int o0) {
-#ifndef WS3D_U
     constexpr int U = OT >= 64 ? 1 : 2;
-#else
-    constexpr int U = WS3D_U;
-#endif
     ConvTile<OT, U>(x, nin, ci, w, co, nbr, mirror, r0, r1, o0, out);
   }
 };
