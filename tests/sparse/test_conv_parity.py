@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ws3d_jax.sparse import ops, reference
+from ws3d_jax.sparse import fused, ops, reference
 from tests.sparse import util
 
 TOL = 1e-4
@@ -25,19 +25,35 @@ def _max_err(a, b):
   return float(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b))))
 
 
-@pytest.mark.parametrize('impl', ['pairs', 'dense'])
-@pytest.mark.parametrize('level', [0, 1])
-def test_submanifold_matches_dense(impl, level):
+NOT_BUILT = ('the fused CPU kernel is not built here (no g++ when `bash setup.sh` ran); '
+             'the network runs the pairs path instead')
+
+
+def _submanifold(impl, x, w, geom, level):
+  if impl == 'pairs':
+    return ops.submanifold_conv_pairs(x, w, geom.pairs[level])
+  if impl == 'fused':
+    if not fused.available():
+      pytest.skip(NOT_BUILT)
+    return fused.submanifold_conv_fused(x, w, geom.levels[level].nbr)
+  return ops.submanifold_conv_dense(x, w, geom.levels[level].nbr)
+
+
+# (4, 5): channel counts that no register tile of the fused kernel divides; its other shapes cover
+# every tile it has (the pure-JAX dataflows have none).
+@pytest.mark.parametrize('impl,level,cin,cout', [
+    (impl, level, 4, 5) for impl in ('pairs', 'dense', 'fused') for level in (0, 1)] + [
+    ('fused', 0, 16, 24), ('fused', 0, 40, 64), ('fused', 1, 12, 48), ('fused', 0, 64, 32), ('fused', 1, 8, 16)])
+def test_submanifold_matches_dense(impl, level, cin, cout):
   batch, geom, _ = util.make_batch(_scenes(0))
   lv = geom.levels[level]
   rng = np.random.default_rng(1)
-  x = jnp.asarray(rng.standard_normal((lv.coords.shape[0], 4)), jnp.float32) * lv.valid[:, None]
-  w = jnp.asarray(rng.standard_normal((27, 4, 5)), jnp.float32)
-  probe = jnp.asarray(rng.standard_normal((lv.coords.shape[0], 5)), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((lv.coords.shape[0], cin)), jnp.float32) * lv.valid[:, None]
+  w = jnp.asarray(rng.standard_normal((27, cin, cout)), jnp.float32)
+  probe = jnp.asarray(rng.standard_normal((lv.coords.shape[0], cout)), jnp.float32)
 
   def sparse_loss(x, w):
-    out = (ops.submanifold_conv_pairs(x, w, geom.pairs[level]) if impl == 'pairs'
-           else ops.submanifold_conv_dense(x, w, lv.nbr))
+    out = _submanifold(impl, x, w, geom, level)
     return jnp.sum(out * lv.valid[:, None] * probe), out
 
   def dense_loss(x, w):
@@ -51,7 +67,33 @@ def test_submanifold_matches_dense(impl, level):
   assert valid.sum() > 20
   assert _max_err(np.asarray(out_s)[valid], np.asarray(out_d)[valid]) <= TOL
   assert _max_err(np.asarray(grads_s[0])[valid], np.asarray(grads_d[0])[valid]) <= TOL
-  assert _max_err(grads_s[1], grads_d[1]) <= TOL
+  # Sums of up to 27 * 64 products of unit normals: compare relative to their size.
+  scale = max(1.0, float(jnp.max(jnp.abs(grads_d[1]))))
+  assert _max_err(grads_s[1], grads_d[1]) <= TOL * scale
+
+
+def test_fused_is_deterministic_and_padding_reads_nothing():
+  """The same inputs give the same bits (the weight gradient's partial sums are added in a fixed
+  order, whatever the threads do), and rows that are padding contribute nothing."""
+  if not fused.available():
+    pytest.skip(NOT_BUILT)
+  rng = np.random.default_rng(5)
+  scenes = [util.random_scene(rng, 24, 0.3, 4) for _ in range(2)]
+  _, geom, _ = util.make_batch(scenes, num_levels=1, headroom=1.3)
+  lv = geom.levels[0]
+  assert lv.coords.shape[0] > 2048  # several row blocks, so the pool's threads share the work
+  x = jnp.asarray(rng.standard_normal((lv.coords.shape[0], 32)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((27, 32, 16)), jnp.float32)
+  grad = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(fused.submanifold_conv_fused(x, w, lv.nbr))), argnums=(0, 1)))
+  first, second = grad(x, w), grad(x, w)
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  garbage = jnp.where(lv.valid[:, None], x, 1e6)  # padding rows hold anything
+  out = fused.submanifold_conv_fused(garbage, w, lv.nbr)
+  expected = ops.submanifold_conv_dense(x * lv.valid[:, None], w, lv.nbr)
+  valid = np.asarray(lv.valid)
+  assert not valid.all()
+  assert _max_err(np.asarray(out)[valid], np.asarray(expected)[valid]) <= TOL * 10
 
 
 def test_strided_and_transposed_match_dense():

@@ -47,6 +47,9 @@ def build(compiler: str = 'g++') -> Path:
          f'-I{jax.ffi.include_dir()}', str(_SOURCE), '-o', str(tmp)]
   subprocess.run(cmd, check=True)
   os.replace(tmp, out)  # never a half-written library under the name the loader trusts
+  for old in _BUILD_DIR.glob('libws3d_subm_conv-*.so'):
+    if old != out:
+      old.unlink()  # builds of earlier sources: nothing loads them again
   return out
 
 
