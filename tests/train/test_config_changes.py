@@ -37,10 +37,12 @@ def test_safe_changes_pass_with_one_line(tmp_path, caplog):
   workdir = _workdir_of(tmp_path, synthetic.get_config('smoke'))
   longer = synthetic.get_config('smoke')
   longer.train.steps, longer.train.eval_every, longer.eval.ply_scenes = 60, 20, 0
+  longer.model.impl = 'pairs'  # a run of an older default (the dataflow changes no value)
   with caplog.at_level('INFO'):
     config_changes.check(workdir, longer, 'train', has_checkpoints=True)
   lines = [r.getMessage() for r in caplog.records]
   assert len(lines) == 1 and 'train.steps 6 -> 60' in lines[0] and 'safe to change on resume' in lines[0]
+  assert 'model.impl "auto" -> "pairs"' in lines[0]
 
 
 def test_an_accepted_change_is_recorded(tmp_path):
@@ -59,6 +61,8 @@ def test_eval_checks_only_what_the_evaluation_reads(tmp_path):
   workdir = _workdir_of(tmp_path, synthetic.get_config('smoke'))
   other = synthetic.get_config('smoke')
   other.optim.lr, other.loss.w_energy = 0.5, 0.0  # training-only settings: the same model is evaluated
+  config_changes.check(workdir, other, 'eval', has_checkpoints=True)
+  other.model.impl = 'pairs'  # a workdir trained with the fused kernel, evaluated on a GPU
   config_changes.check(workdir, other, 'eval', has_checkpoints=True)
   other.data.voxel_size = 0.1
   with pytest.raises(ConfigChanged, match='data.voxel_size'):

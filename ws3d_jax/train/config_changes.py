@@ -6,8 +6,8 @@ and train from step 1; one with another learning rate went on without a word. No
 anything that shapes the model, the data, the split or the objective stops the run before it
 touches the workdir, naming the fields and their two values; ``train.resume_changes`` (fields,
 or ``all``) accepts them explicitly, and ``<workdir>/resumes.jsonl`` records what was accepted.
-The fields below only say how long to train, how often to log, save and evaluate, and where to
-read the data from: changed, they are accepted with one line (docs/training.md, "Resuming").
+The fields below only say how long to train, how often to log, save and evaluate, where to read
+the data from and how the convolution is computed: changed, they are accepted with one line (docs/training.md, "Resuming").
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from ws3d_jax import files
 # Field names, or prefixes ending in '.', that a resumed run may change.
 SAFE_ON_RESUME = ('train.steps', 'train.epochs', 'train.log_every', 'train.eval_every', 'train.checkpoint_every',
                   'train.checkpoint_minutes', 'train.keep_checkpoints', 'train.resume_changes', 'train.init_from',
-                  'train.init_step', 'data.num_threads', 'data.data_dir', 'data.manual_dir', 'eval.')
+                  'train.init_step', 'data.num_threads', 'data.data_dir', 'data.manual_dir', 'eval.',
+                  # how the convolution is computed, not what: the same parameters, the same function
+                  'model.impl', 'model.chunk')
 # What --mode=eval needs to agree with the training run: the model and the data it reads.
 MATTERS_FOR_EVAL = ('task', 'model.', 'data.name', 'data.voxel_size', 'data.augment.colour_features')
 
@@ -66,7 +68,7 @@ def check(workdir: Path, config, mode: str, has_checkpoints: bool) -> None:
   now = json.loads(config.to_json_best_effort())
   changed = differences(before, now)
   if mode == 'eval':
-    changed = {k: v for k, v in changed.items() if _named(k, MATTERS_FOR_EVAL)}
+    changed = {k: v for k, v in changed.items() if _named(k, MATTERS_FOR_EVAL) and not _named(k, SAFE_ON_RESUME)}
   else:
     safe = {k: v for k, v in changed.items() if _named(k, SAFE_ON_RESUME)}
     if safe:
