@@ -98,34 +98,47 @@ void ConvTile(const float* x, int64_t nin, int ci, const float* w, int co, const
   }
 }
 
-// Rows [r0, r1) of g, output channels [o0, o0 + OT), input channels [c0, c0 + CT): adds
-// x[nbr[i, k]]^T g[i] into gw. One offset at a time, so that its (CT, OT) tile of the weight
-// gradient stays in registers over all the rows.
-template <int OT, int CT>
-void WgradTile(const float* x, int64_t nin, int ci, const float* g, int co, const int32_t* nbr,
-               int64_t r0, int64_t r1, int o0, int c0, float* gw) {
-  for (int k = 0; k < kOffsets; ++k) {
-    float acc[CT][OT] = {};
+// The pairs (input row j, output row i) of offset k among rows [r0, r1), listed without branches
+// (which neighbours exist is close to random: a branch per row and offset mispredicts often).
+struct PairList {
+  std::vector<int32_t> in, out;
+  int64_t size = 0;
+
+  void Collect(const int32_t* nbr, int64_t nin, int k, int64_t r0, int64_t r1) {
+    in.resize(static_cast<size_t>(r1 - r0));
+    out.resize(static_cast<size_t>(r1 - r0));
+    size = 0;
     for (int64_t i = r0; i < r1; ++i) {
-      const int64_t j = nbr[i * kOffsets + k];
-      if (j < 0 || j >= nin) continue;
-      const float* xr = x + j * ci + c0;
-      const float* gr = g + i * co + o0;
-      for (int cc = 0; cc < CT; ++cc) {
-        const float xv = xr[cc];
-        for (int o = 0; o < OT; ++o) acc[cc][o] += xv * gr[o];
-      }
+      const int32_t j = nbr[i * kOffsets + k];
+      in[size] = j;
+      out[size] = static_cast<int32_t>(i);
+      size += (j >= 0) & (j < nin);
     }
-    float* gk = gw + static_cast<int64_t>(k) * ci * co;
-    for (int cc = 0; cc < CT; ++cc)
-      for (int o = 0; o < OT; ++o) gk[static_cast<int64_t>(c0 + cc) * co + o0 + o] += acc[cc][o];
   }
+};
+
+// Input channels [c0, c0 + CT), output channels [o0, o0 + OT) of offset k's weight gradient,
+// summed over its listed pairs in registers: gk += x[in]^T g[out].
+template <int OT, int CT>
+void WgradTile(const float* x, int ci, const float* g, int co, const PairList& pairs, int o0, int c0,
+               float* gk) {
+  float acc[CT][OT] = {};
+  for (int64_t p = 0; p < pairs.size; ++p) {
+    const float* xr = x + static_cast<int64_t>(pairs.in[p]) * ci + c0;
+    const float* gr = g + static_cast<int64_t>(pairs.out[p]) * co + o0;
+    for (int cc = 0; cc < CT; ++cc) {
+      const float xv = xr[cc];
+      for (int o = 0; o < OT; ++o) acc[cc][o] += xv * gr[o];
+    }
+  }
+  for (int cc = 0; cc < CT; ++cc)
+    for (int o = 0; o < OT; ++o) gk[static_cast<int64_t>(c0 + cc) * co + o0 + o] += acc[cc][o];
 }
 
 // The widest output tile that divides co (channel counts of these networks are multiples of 8;
 // others take tiles of 1).
 template <template <int> class Kernel, typename... Args>
-void ByTile(int co, Args... args) {
+void ByTile(int co, const Args&... args) {
   if (co % 64 == 0) {
     for (int o0 = 0; o0 < co; o0 += 64) Kernel<64>::Run(args..., o0);
   } else if (co % 48 == 0) {
@@ -154,15 +167,14 @@ struct Conv {
 
 template <int OT>
 struct Wgrad {
-  // Input-channel tiles as wide as 16 zmm registers of accumulators allow, then narrower ones
-  // for what is left (every pass reads the block's rows again).
-  static constexpr int kWide = OT <= 16 ? 16 : (OT <= 32 ? 8 : 4);
-  static void Run(const float* x, int64_t nin, int ci, const float* g, int co, const int32_t* nbr,
-                  int64_t r0, int64_t r1, float* gw, int o0) {
+  // Input-channel tiles of at most 256 accumulators (16 zmm registers), then narrower ones for
+  // what is left (every tile reads the offset's pairs again).
+  static constexpr int kWide = OT <= 32 ? 8 : 4;
+  static void Run(const float* x, int ci, const float* g, int co, const PairList& pairs, float* gk, int o0) {
     int c0 = 0;
-    for (; c0 + kWide <= ci; c0 += kWide) WgradTile<OT, kWide>(x, nin, ci, g, co, nbr, r0, r1, o0, c0, gw);
-    for (; c0 + 4 <= ci; c0 += 4) WgradTile<OT, 4>(x, nin, ci, g, co, nbr, r0, r1, o0, c0, gw);
-    for (; c0 < ci; ++c0) WgradTile<OT, 1>(x, nin, ci, g, co, nbr, r0, r1, o0, c0, gw);
+    for (; c0 + kWide <= ci; c0 += kWide) WgradTile<OT, kWide>(x, ci, g, co, pairs, o0, c0, gk);
+    for (; c0 + 4 <= ci; c0 += 4) WgradTile<OT, 4>(x, ci, g, co, pairs, o0, c0, gk);
+    for (; c0 < ci; ++c0) WgradTile<OT, 1>(x, ci, g, co, pairs, o0, c0, gk);
   }
 };
 
@@ -219,7 +231,11 @@ ffi::Error SubmConvWgrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   float* pp = partial.data();
   ParallelBlocks(pool, blocks, [=](int64_t b) {
     const int64_t r0 = b * per_block, r1 = std::min(rows, r0 + per_block);
-    if (r0 < r1) ByTile<Wgrad>(co, xp, nin, ci, gp, co, np, r0, r1, pp + b * size);
+    PairList pairs;
+    for (int k = 0; k < kOffsets && r0 < r1; ++k) {
+      pairs.Collect(np, nin, k, r0, r1);
+      ByTile<Wgrad>(co, xp, ci, gp, co, pairs, pp + b * size + static_cast<int64_t>(k) * ci * co);
+    }
   });
   float* out = gw->typed_data();
   std::memcpy(out, pp, sizeof(float) * size);
