@@ -96,7 +96,12 @@ def test_fused_is_deterministic_and_padding_reads_nothing():
   assert _max_err(np.asarray(out)[valid], np.asarray(expected)[valid]) <= TOL * 10
 
 
-def test_strided_and_transposed_match_dense():
+@pytest.mark.parametrize('impl', ['pairs', 'fused'])
+def test_strided_and_transposed_match_dense(impl):
+  if impl == 'fused' and not fused.available():
+    pytest.skip(NOT_BUILT)
+  strided, transposed = ((fused.strided_conv_fused, fused.transposed_conv_fused) if impl == 'fused'
+                         else (ops.strided_conv, ops.transposed_conv))
   batch, geom, _ = util.make_batch(_scenes(2))
   fine, coarse, down = geom.levels[0], geom.levels[1], geom.down[0]
   rng = np.random.default_rng(3)
@@ -109,10 +114,10 @@ def test_strided_and_transposed_match_dense():
   def scatter(level, x):
     return reference.densify(level.coords, x, level.valid, _grid_shape(2, 0 if level is fine else 1))
 
-  down_sparse = lambda x, w: jnp.sum(ops.strided_conv(x, w, down) * coarse.valid[:, None] * probe_c)
+  down_sparse = lambda x, w: jnp.sum(strided(x, w, down) * coarse.valid[:, None] * probe_c)
   down_dense = lambda x, w: jnp.sum(reference.sample(reference.dense_strided(scatter(fine, x), w),
                                                      coarse.coords, coarse.valid) * probe_c)
-  up_sparse = lambda x, w: jnp.sum(ops.transposed_conv(x, w, down) * fine.valid[:, None] * probe_f)
+  up_sparse = lambda x, w: jnp.sum(transposed(x, w, down) * fine.valid[:, None] * probe_f)
   up_dense = lambda x, w: jnp.sum(reference.sample(reference.dense_transposed(scatter(coarse, x), w),
                                                    fine.coords, fine.valid) * probe_f)
 

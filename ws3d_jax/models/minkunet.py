@@ -133,7 +133,7 @@ class MinkUNet(nn.Module):
     stages = [x]
     down = s.num_levels - 1
     for i in range(down):
-      x = StridedConv3d(x.shape[-1], self.dtype)(x, geom, i)
+      x = StridedConv3d(x.shape[-1], self.dtype, s.impl[i])(x, geom, i)
       x = nn.relu(bn()(x, valid(i + 1)))
       for _ in range(s.blocks[i]):
         x = block(s.planes[i], i + 1)(x, geom, i + 1, train)
@@ -141,7 +141,7 @@ class MinkUNet(nn.Module):
 
     for j in range(down):
       level = down - 1 - j
-      x = TransposedConv3d(s.planes[down + j], self.dtype)(x, geom, level)
+      x = TransposedConv3d(s.planes[down + j], self.dtype, s.impl[level])(x, geom, level)
       x = nn.relu(bn()(x, valid(level)))
       x = jnp.concatenate([x, stages[level].astype(x.dtype)], axis=-1)
       for _ in range(s.blocks[down + j]):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ws3d_jax.sparse.kernel_map import NUM_OFFSETS
+from ws3d_jax.sparse.kernel_map import NUM_OFFSETS, DownMap
 
 _SOURCE = Path(__file__).parent / 'native' / 'subm_conv.cc'
 _BUILD_DIR = Path(__file__).parent / 'native' / '_build'
@@ -107,6 +107,55 @@ def _bwd(res, g):
 
 
 submanifold_conv_fused.defvjp(_fwd, _bwd)
+
+
+# --- the strided 2x2x2 convolution and its transpose, over tables of the 8 child slots ---------
+
+@jax.custom_vjp
+def _table_conv(x, weight, forward, backward):
+  """out[i] = sum_k x[forward[i, k]] @ weight[k], an entry of ``forward`` outside the rows of x
+  reading nothing; ``backward`` holds the same links from the input side (backward[j, k] = i
+  iff forward[i, k] = j)."""
+  return _conv(x, weight, forward, mirror=False)
+
+
+def _table_fwd(x, weight, forward, backward):
+  return _table_conv(x, weight, forward, backward), (x, weight, forward, backward)
+
+
+def _table_bwd(res, g):
+  x, weight, forward, backward = res
+  grad_x = _conv(g, jnp.swapaxes(weight, 1, 2), backward, mirror=False)
+  grad_w = jax.ffi.ffi_call('ws3d_subm_conv_wgrad', jax.ShapeDtypeStruct(weight.shape, jnp.float32))(x, g, forward)
+  return grad_x, grad_w, None, None
+
+
+_table_conv.defvjp(_table_fwd, _table_bwd)
+
+
+def _slot_tables(down: DownMap):
+  """(parents (N_fine, 8): a child's parent in its slot's column, children (N_coarse, 8): each
+  parent's child in each slot); absent links and padding rows point past the other level."""
+  num_fine = down.parent.shape[0]
+  slots = jnp.arange(8, dtype=jnp.int32)
+  parents = jnp.where(down.slot[:, None] == slots, down.parent[:, None], down.coarse).astype(jnp.int32)
+  children = jnp.full((down.coarse, 8), num_fine, jnp.int32).at[down.parent, down.slot].set(
+      jnp.arange(num_fine, dtype=jnp.int32), mode='drop')  # padding rows' parent is past the end
+  return parents, children
+
+
+def strided_conv_fused(x_fine, weight, down: DownMap):
+  """``ops.strided_conv`` through the fused kernel: each parent sums its children's rows times
+  their slots' weights."""
+  parents, children = _slot_tables(down)
+  return _table_conv(x_fine, weight, children, parents)
+
+
+def transposed_conv_fused(x_coarse, weight, down: DownMap):
+  """``ops.transposed_conv`` through the fused kernel: each child reads its parent's row times
+  its slot's weight."""
+  parents, children = _slot_tables(down)
+  return _table_conv(x_coarse, weight, parents, children)
 
 assert NUM_OFFSETS == 27  # the kernel's table width
 

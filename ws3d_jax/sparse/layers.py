@@ -39,25 +39,30 @@ class SubMConv3d(nn.Module):
 
 
 class StridedConv3d(nn.Module):
-  """2x2x2 stride-2 convolution from level l to level l+1."""
+  """2x2x2 stride-2 convolution from level l to level l+1 ('fused': the CPU kernel, otherwise the
+  pure-JAX pairs of the down map)."""
   features: int
   dtype: Any = jnp.float32
+  impl: str = 'pairs'
 
   @nn.compact
   def __call__(self, x, geom: Geometry, level: int):
     w = self.param('kernel', _kernel_init, (8, x.shape[-1], self.features), jnp.float32)
-    return ops.strided_conv(x.astype(self.dtype), w.astype(self.dtype), geom.down[level])
+    conv = fused.strided_conv_fused if self.impl == 'fused' else ops.strided_conv
+    return conv(x.astype(self.dtype), w.astype(self.dtype), geom.down[level])
 
 
 class TransposedConv3d(nn.Module):
   """2x2x2 transposed convolution from level l+1 back onto the voxels of level l."""
   features: int
   dtype: Any = jnp.float32
+  impl: str = 'pairs'
 
   @nn.compact
   def __call__(self, x, geom: Geometry, level: int):
     w = self.param('kernel', _kernel_init, (8, x.shape[-1], self.features), jnp.float32)
-    return ops.transposed_conv(x.astype(self.dtype), w.astype(self.dtype), geom.down[level])
+    conv = fused.transposed_conv_fused if self.impl == 'fused' else ops.transposed_conv
+    return conv(x.astype(self.dtype), w.astype(self.dtype), geom.down[level])
 
 
 class MaskedBatchNorm(nn.Module):

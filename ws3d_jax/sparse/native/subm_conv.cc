@@ -6,8 +6,11 @@
 // spends most of its time on at the small channel counts of the label-efficiency benchmark
 // (gathered rows, per-chunk products, scatter-add: docs/benchmarks.md).
 //
-//   ws3d_subm_conv        out[i] = sum_k x[nbr[i, k']] @ w[k],  k' = k, or 26 - k with mirror
+//   ws3d_subm_conv        out[i] = sum_k x[nbr[i, k']] @ w[k],  k' = k, or K - 1 - k with mirror
 //   ws3d_subm_conv_wgrad  gw[k]  = sum_i x[nbr[i, k]]^T g[i]
+//
+// over a table of K <= 27 columns: the 27 neighbours of the submanifold convolution, or the 8
+// child slots of the strided convolution and its transpose (fused.py builds those tables).
 //
 // A neighbour index outside [0, rows of x) is a missing neighbour. The neighbourhood is
 // symmetric (j is i's neighbour at offset k iff i is j's at 26 - k), so the input gradient is
@@ -61,15 +64,15 @@ void ParallelBlocks(ffi::ThreadPool& pool, int64_t blocks, Body body) {
 // per offset cost more than the arithmetic at 8-16 channels). U partial sums over the input
 // channels keep U independent chains of fused multiply-adds in flight.
 template <int OT, int U>
-void ConvTile(const float* x, int64_t nin, int ci, const float* w, int co, const int32_t* nbr,
+void ConvTile(const float* x, int64_t nin, int ci, const float* w, int co, const int32_t* nbr, int K,
               bool mirror, int64_t r0, int64_t r1, int o0, float* out) {
   const int64_t wstride = static_cast<int64_t>(ci) * co;
   for (int64_t i = r0; i < r1; ++i) {
-    const int32_t* nb = nbr + i * kOffsets;
+    const int32_t* nb = nbr + i * K;
     int32_t js[kOffsets], ks[kOffsets];
     int m = 0;
-    for (int k = 0; k < kOffsets; ++k) {
-      const int32_t j = nb[mirror ? kOffsets - 1 - k : k];
+    for (int k = 0; k < K; ++k) {
+      const int32_t j = nb[mirror ? K - 1 - k : k];
       js[m] = j;
       ks[m] = k;
       m += (j >= 0) & (j < nin);
@@ -104,12 +107,12 @@ struct PairList {
   std::vector<int32_t> in, out;
   int64_t size = 0;
 
-  void Collect(const int32_t* nbr, int64_t nin, int k, int64_t r0, int64_t r1) {
+  void Collect(const int32_t* nbr, int K, int64_t nin, int k, int64_t r0, int64_t r1) {
     in.resize(static_cast<size_t>(r1 - r0));
     out.resize(static_cast<size_t>(r1 - r0));
     size = 0;
     for (int64_t i = r0; i < r1; ++i) {
-      const int32_t j = nbr[i * kOffsets + k];
+      const int32_t j = nbr[i * K + k];
       in[size] = j;
       out[size] = static_cast<int32_t>(i);
       size += (j >= 0) & (j < nin);
@@ -158,10 +161,10 @@ void ByTile(int co, const Args&... args) {
 
 template <int OT>
 struct Conv {
-  static void Run(const float* x, int64_t nin, int ci, const float* w, int co, const int32_t* nbr,
+  static void Run(const float* x, int64_t nin, int ci, const float* w, int co, const int32_t* nbr, int K,
                   bool mirror, int64_t r0, int64_t r1, float* out, int o0) {
     constexpr int U = OT >= 64 ? 1 : 2;
-    ConvTile<OT, U>(x, nin, ci, w, co, nbr, mirror, r0, r1, o0, out);
+    ConvTile<OT, U>(x, nin, ci, w, co, nbr, K, mirror, r0, r1, o0, out);
   }
 };
 
@@ -180,11 +183,12 @@ struct Wgrad {
 
 constexpr int64_t kRowsPerBlock = 512;
 
+// The table (N, K) and the weight (K, Cin, Cout) agree on K, at most 27 offsets.
 ffi::Error CheckShapes(int64_t nbr_rank, int64_t nbr_cols, int64_t w_rank, int64_t w_offsets) {
-  if (nbr_rank != 2 || nbr_cols != kOffsets)
-    return ffi::Error::InvalidArgument("ws3d_subm_conv: the neighbour table must be (N, 27)");
-  if (w_rank != 3 || w_offsets != kOffsets)
-    return ffi::Error::InvalidArgument("ws3d_subm_conv: the weight must be (27, Cin, Cout)");
+  if (nbr_rank != 2 || nbr_cols < 1 || nbr_cols > kOffsets)
+    return ffi::Error::InvalidArgument("ws3d_subm_conv: the neighbour table must be (N, K), K <= 27");
+  if (w_rank != 3 || w_offsets != nbr_cols)
+    return ffi::Error::InvalidArgument("ws3d_subm_conv: the weight must be (K, Cin, Cout), K as the table's");
   return ffi::Error::Success();
 }
 
@@ -197,7 +201,7 @@ ffi::Error SubmConv(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
   if (xd.size() != 2 || xd[1] != wd[1])
     return ffi::Error::InvalidArgument("ws3d_subm_conv: x must be (N_in, Cin) with Cin = weight.shape[1]");
   const int64_t nin = xd[0], rows = nd[0];
-  const int ci = static_cast<int>(wd[1]), co = static_cast<int>(wd[2]);
+  const int ci = static_cast<int>(wd[1]), co = static_cast<int>(wd[2]), K = static_cast<int>(nd[1]);
   const float* xp = x.typed_data();
   const float* wp = w.typed_data();
   const int32_t* np = nbr.typed_data();
@@ -205,7 +209,7 @@ ffi::Error SubmConv(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   ParallelBlocks(pool, blocks, [=](int64_t b) {
     const int64_t r0 = b * kRowsPerBlock, r1 = std::min(rows, r0 + kRowsPerBlock);
-    ByTile<Conv>(co, xp, nin, ci, wp, co, np, mirror != 0, r0, r1, op);
+    ByTile<Conv>(co, xp, nin, ci, wp, co, np, K, mirror != 0, r0, r1, op);
   });
   return ffi::Error::Success();
 }
@@ -217,10 +221,10 @@ ffi::Error SubmConvWgrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
       e.failure())
     return e;
   if (xd.size() != 2 || gd.size() != 2 || xd[1] != wd[1] || gd[1] != wd[2] || gd[0] != nd[0])
-    return ffi::Error::InvalidArgument("ws3d_subm_conv_wgrad: x (N_in, Cin), g (N, Cout), nbr (N, 27)");
+    return ffi::Error::InvalidArgument("ws3d_subm_conv_wgrad: x (N_in, Cin), g (N, Cout), nbr (N, K)");
   const int64_t nin = xd[0], rows = nd[0];
-  const int ci = static_cast<int>(wd[1]), co = static_cast<int>(wd[2]);
-  const int64_t size = static_cast<int64_t>(kOffsets) * ci * co;
+  const int ci = static_cast<int>(wd[1]), co = static_cast<int>(wd[2]), K = static_cast<int>(nd[1]);
+  const int64_t size = static_cast<int64_t>(K) * ci * co;
   // A fixed number of row blocks, each with its own partial sum, added in block order below.
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(8, rows / kRowsPerBlock));
   const int64_t per_block = (rows + blocks - 1) / blocks;
@@ -232,8 +236,8 @@ ffi::Error SubmConvWgrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   ParallelBlocks(pool, blocks, [=](int64_t b) {
     const int64_t r0 = b * per_block, r1 = std::min(rows, r0 + per_block);
     PairList pairs;
-    for (int k = 0; k < kOffsets && r0 < r1; ++k) {
-      pairs.Collect(np, nin, k, r0, r1);
+    for (int k = 0; k < K && r0 < r1; ++k) {
+      pairs.Collect(np, K, nin, k, r0, r1);
       ByTile<Wgrad>(co, xp, ci, gp, co, pairs, pp + b * size + static_cast<int64_t>(k) * ci * co);
     }
   });
