@@ -12,7 +12,7 @@ twice the forward (the input and the weight gradients); every view of every scen
 Executed FLOPs are what XLA's cost analysis counts in the compiled step: the padding of the
 capacity buckets and of the pair chunks, the losses and the optimiser included (before issue 24 the
 strided and transposed convolutions computed all 8 child slots of every parent), plus the fused
-submanifold kernel's, which XLA does not see and which are the useful ones of those layers. The lower bound of the step is the useful FLOPs at the attainable rate of
+kernel's, which XLA does not see and which are the useful ones of the layers it runs. The lower bound of the step is the useful FLOPs at the attainable rate of
 this machine at these shapes (docs/benchmarks.md: about 130 GFLOP/s on the 2-core CPU).
 """
 from __future__ import annotations
@@ -28,16 +28,19 @@ _ATTAINABLE = flags.DEFINE_float('attainable_gflops', 130.0, 'attainable GFLOP/s
 
 
 def useful_forward_flops(spec, voxels, pairs, in_features: int, num_classes: int, embed_dim: int = 0,
-                         contrast_stages=(), submanifold_levels=None) -> int:
+                         contrast_stages=(), kernel_levels=None) -> int:
   """Forward FLOPs of MinkUNet (models/minkunet.py, as ``spec`` builds it) plus WS3DNet's
   projection heads on one view with ``voxels[l]`` real voxels and ``pairs[l]`` real side pairs
-  at level l. With ``submanifold_levels`` (a set of levels), only the submanifold convolutions
-  at those levels."""
+  at level l. With ``kernel_levels`` (a set of levels), only the convolutions the fused kernel
+  runs there: the submanifold ones, and the strided and transposed ones whose fine level it is."""
   n, p = voxels, pairs
-  every = submanifold_levels is None
+  every = kernel_levels is None
 
   def subm(level, cin, cout):
-    return 2 * (n[level] + p[level]) * cin * cout if every or level in submanifold_levels else 0
+    return 2 * (n[level] + p[level]) * cin * cout if every or level in kernel_levels else 0
+
+  def updown(level, cin, cout):
+    return 2 * n[level] * cin * cout if every or level in kernel_levels else 0
 
   dense = lambda count, cin, cout: 2 * count * cin * cout if every else 0
 
@@ -52,13 +55,13 @@ def useful_forward_flops(spec, voxels, pairs, in_features: int, num_classes: int
   stage_channels = [c]
   down = spec.num_levels - 1
   for i in range(down):
-    total += dense(n[i], c, c)  # strided: each fine voxel feeds its one parent
+    total += updown(i, c, c)  # strided: each fine voxel feeds its one parent
     f, c = blocks(spec.blocks[i], i + 1, c, spec.planes[i])
     total += f
     stage_channels.append(c)
   for j in range(down):
     level, planes = down - 1 - j, spec.planes[down + j]
-    total += dense(n[level], c, planes)  # transposed: each fine voxel reads its one parent
+    total += updown(level, c, planes)  # transposed: each fine voxel reads its one parent
     f, c = blocks(spec.blocks[down + j], level, planes + stage_channels[level], planes)
     total += f
   total += dense(n[0], c, num_classes)
@@ -67,9 +70,9 @@ def useful_forward_flops(spec, voxels, pairs, in_features: int, num_classes: int
   return int(total)
 
 
-def useful_step_flops(run, batch, submanifold_levels=None) -> int:
+def useful_step_flops(run, batch, kernel_levels=None) -> int:
   """Forward and backward (3x forward) over every view of one (sharded) batch of ``run`` (with
-  ``submanifold_levels``: of the submanifold convolutions at those levels only)."""
+  ``kernel_levels``: of the convolutions the fused kernel runs at those levels only)."""
   import numpy as np  # noqa: PLC0415
 
   from ws3d_jax import sparse  # noqa: PLC0415
@@ -82,13 +85,13 @@ def useful_step_flops(run, batch, submanifold_levels=None) -> int:
       counts = sparse.count_structure(np.asarray(view.coords[d])[valid], int(np.asarray(view.point_valid[d]).sum()),
                                       ws3d.spec.num_levels)
       total += 3 * useful_forward_flops(ws3d.spec, counts.voxels, counts.pairs, view.features.shape[-1],
-                                        ws3d.num_classes, ws3d.embed_dim, ws3d.contrast_stages, submanifold_levels)
+                                        ws3d.num_classes, ws3d.embed_dim, ws3d.contrast_stages, kernel_levels)
   return total
 
 
 def fused_levels(run) -> set:
-  """The levels whose submanifold convolutions run the fused kernel: XLA's cost analysis does not
-  see inside it, and it computes exactly the useful FLOPs (real voxels, real pairs)."""
+  """The levels whose convolutions run the fused kernel: XLA's cost analysis does not see inside
+  it, and it computes exactly the useful FLOPs (real voxels, real pairs, real children)."""
   spec = getattr(run.model, 'ws3d', run.model).spec
   return {level for level, impl in enumerate(spec.impl) if impl == 'fused'}
 
