@@ -1,10 +1,11 @@
-"""The submanifold convolution as one fused CPU kernel (``native/subm_conv.cc``, an XLA FFI call).
+"""The sparse convolutions as one fused CPU kernel (``native/subm_conv.cc``, an XLA FFI call).
 
 The pure-JAX ``pairs`` dataflow (ops.py) writes every gathered input row, every product and
 every scatter to memory; at the label-efficiency benchmark's channel counts (8-64) those arrays,
 not the arithmetic, are the step's time. The fused kernel reads each output row's neighbours
 through ``Level.nbr`` and keeps the sums in registers; its backward is the same kernel over the
-mirrored table with transposed weights, and a second kernel for the weight gradient.
+mirrored table with transposed weights, and a second kernel for the weight gradient. The strided
+2x2x2 convolution and its transpose run the same two kernels over tables of the 8 child slots.
 
 The kernel is compiled by ``bash setup.sh`` (``python -m ws3d_jax.sparse.fused --build``) into
 ``native/_build/``, under a name that carries a hash of its source, so an edited source is never
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -31,6 +33,7 @@ _SOURCE = Path(__file__).parent / 'native' / 'subm_conv.cc'
 _BUILD_DIR = Path(__file__).parent / 'native' / '_build'
 _TARGETS = {'ws3d_subm_conv': 'Ws3dSubmConv', 'ws3d_subm_conv_wgrad': 'Ws3dSubmConvWgrad'}
 _registered: list = []  # the loaded library, once registered (kept alive for the process)
+_warned: list = []  # the missing build is said once a process
 
 
 def library_path() -> Path:
@@ -73,8 +76,17 @@ def resolve(impl, dtype):
   """The dataflow per stride that ``model.impl`` names: 'auto' is 'fused' where the kernel is built
   and the compute dtype is float32 (the kernel's only one), else the pure-JAX 'pairs'."""
   if isinstance(impl, str):
-    impl = impl if impl != 'auto' else ('fused' if dtype == jnp.float32 and available() else 'pairs')
-    return impl
+    if impl != 'auto':
+      return impl
+    if dtype != jnp.float32:
+      return 'pairs'  # the kernel's only dtype is float32
+    if available():
+      return 'fused'
+    if jax.default_backend() == 'cpu' and os.environ.get('WS3D_NO_FUSED') != '1' and not _warned:
+      _warned.append(True)
+      logging.warning('the fused CPU kernel is not built for this checkout (%s): the network runs the '
+                      'slower pure-JAX path; `bash setup.sh` builds it', library_path().name)
+    return 'pairs'
   return tuple(resolve(i, dtype) for i in impl)
 
 
