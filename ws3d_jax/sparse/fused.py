@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ws3d_jax.sparse.kernel_map import NUM_OFFSETS, DownMap
+from ws3d_jax.sparse.kernel_map import DownMap
 
 _SOURCE = Path(__file__).parent / 'native' / 'subm_conv.cc'
 _BUILD_DIR = Path(__file__).parent / 'native' / '_build'
@@ -95,6 +95,10 @@ def _conv(x, weight, nbr, mirror: bool):
   return jax.ffi.ffi_call('ws3d_subm_conv', out)(x, weight, nbr, mirror=np.int32(mirror))
 
 
+def _weight_grad(x, g, table, weight):
+  return jax.ffi.ffi_call('ws3d_subm_conv_wgrad', jax.ShapeDtypeStruct(weight.shape, jnp.float32))(x, g, table)
+
+
 @jax.custom_vjp
 def submanifold_conv_fused(x, weight, nbr):
   """x (N, Cin) float32, weight (27, Cin, Cout) float32, nbr (N, 27) int32 (N: missing) ->
@@ -114,8 +118,7 @@ def _bwd(res, g):
   # j is i's neighbour at offset k iff i is j's at 26 - k: the input gradient is the forward
   # over the mirrored table with each offset's weight transposed.
   grad_x = _conv(g, jnp.swapaxes(weight, 1, 2), nbr, mirror=True)
-  grad_w = jax.ffi.ffi_call('ws3d_subm_conv_wgrad', jax.ShapeDtypeStruct(weight.shape, jnp.float32))(x, g, nbr)
-  return grad_x, grad_w, None
+  return grad_x, _weight_grad(x, g, nbr, weight), None
 
 
 submanifold_conv_fused.defvjp(_fwd, _bwd)
@@ -138,8 +141,7 @@ def _table_fwd(x, weight, forward, backward):
 def _table_bwd(res, g):
   x, weight, forward, backward = res
   grad_x = _conv(g, jnp.swapaxes(weight, 1, 2), backward, mirror=False)
-  grad_w = jax.ffi.ffi_call('ws3d_subm_conv_wgrad', jax.ShapeDtypeStruct(weight.shape, jnp.float32))(x, g, forward)
-  return grad_x, grad_w, None, None
+  return grad_x, _weight_grad(x, g, forward, weight), None, None
 
 
 _table_conv.defvjp(_table_fwd, _table_bwd)
@@ -168,8 +170,6 @@ def transposed_conv_fused(x_coarse, weight, down: DownMap):
   its slot's weight."""
   parents, children = _slot_tables(down)
   return _table_conv(x_coarse, weight, parents, children)
-
-assert NUM_OFFSETS == 27  # the kernel's table width
 
 
 if __name__ == '__main__':
