@@ -329,6 +329,8 @@ def main(argv):
   scale = QUICK if f.quick else FULL
   if f.steps:
     scale = dataclasses.replace(scale, steps=f.steps)
+  if f.eval_every:
+    scale = dataclasses.replace(scale, eval_every=f.eval_every)
   ratios = [int(r) for r in f.ratios] if f.ratios else ([5] if f.quick or f.table5 else [5, 10, 100])
   if f.instances and not f.ratios:
     ratios = [10]
@@ -348,6 +350,7 @@ if __name__ == '__main__':
   flags.DEFINE_list('ratios', [], 'Label ratios in percent (default 5,10,100; --quick: 5).')
   flags.DEFINE_integer('seeds', 0, 'Seeds per ratio and arm (default 3; --quick: 2).')
   flags.DEFINE_integer('steps', 0, 'Override the steps of every run.')
+  flags.DEFINE_integer('eval_every', 0, 'Override how often every run evaluates (steps).')
   flags.DEFINE_list('arms', list(ARMS), f'Arms to run, of {list(ARM_TOKENS)} (sup_only alone calibrates the '
                     'benchmark; ws3d_transductive: paper Table 3).')
   flags.DEFINE_bool('every_arm_at_100', False, 'At 100%, every arm, not only sup_only (paper Table 2).')
