@@ -1,12 +1,12 @@
 """The embedded default: procedurally generated indoor rooms (10 classes), no download needed.
 
-    python launch.py --config=configs/synthetic.py            # about 8 minutes on 2 CPU cores (16 without the fused kernel)
+    python launch.py --config=configs/synthetic.py            # about 10 minutes on 2 CPU cores (20 without the fused kernel)
     python launch.py --config=configs/synthetic.py:smoke      # about 4 minutes: everything shrunk
 
 The default is the label-efficiency benchmark's scale and schedule (``FULL`` in
 ws3d_jax/bench/label_efficiency.py; docs/results.md, section 0): 200 training rooms of 8,000
 points, 8 cm voxels, a quarter-width MinkUNet14, one labeled and one unlabeled room a step for
-1500 steps with the learning rate decayed to 0. Its first 30% of the steps train on the labeled
+2000 steps with the learning rate decayed to 0. Its first 30% of the steps train on the labeled
 rooms alone (``train.labeled_warmup``), so at 10% labels and seed 0 it is the benchmark's ws3d
 run of that split, whose three seeds and sup_only baseline the README quotes.
 
@@ -39,8 +39,8 @@ def defaults(c):
   c.model.width_scale = c.boundary.width_scale = 0.25
   c.boundary.steps, c.boundary.quality_scenes = 150, 24
   c.train.batch_size, c.train.labeled_batch, c.train.unlabeled_batch = 2, 1, 1
-  c.train.steps = 1500
-  c.train.log_every, c.train.checkpoint_every, c.train.eval_every = 50, 500, 500
+  c.train.steps = 2000
+  c.train.log_every, c.train.checkpoint_every, c.train.eval_every = 50, 1000, 1000
   c.train.labeled_warmup = True
   c.optim.schedule = 'cosine'
   # The capacity ladder's lowest rung (level-0 voxels a batch) and headroom, the benchmark's: the

@@ -55,7 +55,7 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le
   train_seconds = time.time() - t0
   predict = lambda scene: scene_logits(variables, scene, config.data.voxel_size, profile, model)[:, 0]
   threshold = boundary_network.decision_threshold(spec.threshold, predict, data.labeled)
-  quality = boundary_network.boundary_quality(predict, threshold, data, spec.quality_scenes)
+  quality = boundary_network.boundary_quality(predict, threshold, data, spec.quality_scenes, config.data.voxel_size)
   logits, truth = [], []
   for i in range(len(data.eval_scenes)):
     scene = data.eval_scenes[i]
@@ -81,32 +81,35 @@ def semantic_reference(ratio: int, seed: int, room_seed: int, arm: str, workdir:
 
   from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
   from ws3d_jax.constants import IGNORE_LABEL  # noqa: PLC0415
-  from ws3d_jax.data import sources  # noqa: PLC0415
+  from ws3d_jax.data import build, sources  # noqa: PLC0415
+  from ws3d_jax.evaluation.boundary import BoundaryCounts, boundary_counts  # noqa: PLC0415
   from ws3d_jax.geometry.boundary import label_boundaries  # noqa: PLC0415
+  from ws3d_jax.geometry.preprocess import default_params  # noqa: PLC0415
   from ws3d_jax.train import run_builder  # noqa: PLC0415
   from ws3d_jax.train.checkpoints import saved_variables  # noqa: PLC0415
   from ws3d_jax.train.evaluate import scene_logits  # noqa: PLC0415
 
   config = le.run_config(ratio, arm, seed, le.FULL, room_seed)
   settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
-  run = le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / arm
+  finished = le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / arm
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
   run = run_builder.build(config, data, one_device=True)
   model, profile = run.model, run.batcher.profile
-  variables, _ = saved_variables(run, config.train.steps)
-  tp = fp = fn = 0
+  variables, _ = saved_variables(finished, config.train.steps)
+  # The rule the data set's ground truth was made with (its builder's preprocessing parameters).
+  rule = default_params(build.builder_class(config.data.name).DATASET)
+  counts = BoundaryCounts()
   for i in range(len(data.eval_scenes)):
     scene = data.eval_scenes[i]
     predicted = scene_logits(variables, scene, config.data.voxel_size, profile, model).argmax(-1)
     known = scene['semantic'] != IGNORE_LABEL
-    pred = label_boundaries(scene['xyz'], np.where(known, predicted, IGNORE_LABEL), IGNORE_LABEL)[known]
+    pred = label_boundaries(scene['xyz'], np.where(known, predicted, IGNORE_LABEL), IGNORE_LABEL,
+                            rule.boundary_k, rule.boundary_radius)[known]
     truth = np.asarray(scene['boundary'], bool)[known]
-    tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth).sum())
-  precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-  return {'variant': f'semantic_reference_{arm}', 'run': str(run), 'ratio': ratio, 'seed': seed,
+    counts += boundary_counts(np.asarray(scene['xyz'])[known], pred, truth, config.data.voxel_size)
+  return {'variant': f'semantic_reference_{arm}', 'run': str(finished), 'ratio': ratio, 'seed': seed,
           'room_seed': room_seed, 'val_scenes': len(data.eval_scenes),
-          'at_chosen_threshold': {'precision': precision, 'recall': recall,
-                                  'f1': 2 * precision * recall / max(precision + recall, 1e-12)}}
+          'at_chosen_threshold': {**counts.scores(), 'tolerance': config.data.voxel_size}}
 
 
 def main(argv):
@@ -128,7 +131,11 @@ def main(argv):
   logging.info('%s', json.dumps(record))
   print(json.dumps({k: record.get(k) for k in ('variant', 'oracle_f1', 'at_chosen_threshold')}, indent=1))
   if f.results:
-    path = Path(f.results) / f'{f.variant}__r{f.ratio}_s{f.seed}_room{f.room_seed}.json'
+    # The name carries the benchmark scale's hash: a reference or an init_sup variant reads that
+    # scale's runs. (Records of the 1500-step scale, written before, carry none.)
+    from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
+    scale = le.settings_hash({'room_seed': f.room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'})
+    path = Path(f.results) / f'{f.variant}__r{f.ratio}_s{f.seed}_room{f.room_seed}__{scale}.json'
     files.write_json(path, record)
     commit_record(path, f'boundary network {f.variant}')
 

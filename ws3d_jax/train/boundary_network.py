@@ -23,6 +23,7 @@ from ws3d_jax import files, hosts, progress
 from ws3d_jax.constants import IGNORE_LABEL
 from ws3d_jax.data import pipeline
 from ws3d_jax.data.batch_fitting import BatchingSpec, fitted_batcher
+from ws3d_jax.evaluation.boundary import BoundaryCounts, boundary_counts
 from ws3d_jax.losses.objective import BoundaryObjective
 from ws3d_jax.models import minkunet
 from ws3d_jax.train import fit, steps
@@ -123,7 +124,8 @@ def boundary_points(spec: BoundarySpec, data, workdir: Path, writer=None) -> dic
     for i in range(len(data.unlabeled)):
       points[data.unlabeled.key(i)] = predict(data.unlabeled[i]) > threshold
   with progress.Activity.current().doing('boundary network: precision and recall on evaluation scenes'):
-    quality = boundary_quality(predict, threshold, data, spec.quality_scenes)
+    # Within one voxel: the network gives every point of a voxel one output.
+    quality = boundary_quality(predict, threshold, data, spec.quality_scenes, spec.batching.voxel_size)
   writer.write_scalars(spec.steps, {f'boundary/{k}': v for k, v in quality.items()})
   logging.info('boundary network on %d evaluation scenes (never trained on): %s. Its points set w_ij of the '
                'unlabeled scenes; an F1 far below 0.5 means the energy mostly pulls neighbours together.',
@@ -229,19 +231,17 @@ def f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
   return float((s[k] + s[k + 1]) / 2) if k + 1 < len(s) else float(s[k] - 1.0)
 
 
-def boundary_quality(predict, threshold: float, data, quality_scenes: int) -> dict:
+def boundary_quality(predict, threshold: float, data, quality_scenes: int, tolerance: float) -> dict:
   """Precision / recall / F1 of predicted boundary points against the ground truth of a few
-  evaluation scenes (never used for training; a check that the network learned something)."""
-  tp = fp = fn = total = 0
+  evaluation scenes (never used for training): exact, and within ``tolerance`` metres (the
+  ``*_within`` keys; evaluation/boundary.py)."""
+  counts, total = BoundaryCounts(), 0
   for i in range(min(len(data.eval_scenes), quality_scenes)):
     scene = data.eval_scenes[i]
     known = scene['semantic'] != IGNORE_LABEL
     pred = (predict(scene) > threshold)[known]
     truth = np.asarray(scene['boundary'], bool)[known]
     total += len(truth)
-    tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth).sum())
-  precision = tp / max(tp + fp, 1)
-  recall = tp / max(tp + fn, 1)
-  return {'precision': precision, 'recall': recall, 'f1': 2 * precision * recall / max(precision + recall, 1e-12),
-          'predicted_fraction': (tp + fp) / max(total, 1), 'true_fraction': (tp + fn) / max(total, 1),
-          'threshold_logit': threshold}
+    counts += boundary_counts(np.asarray(scene['xyz'])[known], pred, truth, tolerance)
+  return {**counts.scores(), 'tolerance': tolerance, 'predicted_fraction': counts.predicted / max(total, 1),
+          'true_fraction': counts.true / max(total, 1), 'threshold_logit': threshold}
