@@ -1,6 +1,6 @@
 """The embedded default: procedurally generated indoor rooms (10 classes), no download needed.
 
-    python launch.py --config=configs/synthetic.py            # about 10 minutes on 2 CPU cores (20 without the fused kernel)
+    python launch.py --config=configs/synthetic.py            # about 8 minutes on 2 CPU cores (20 without the fused kernel)
     python launch.py --config=configs/synthetic.py:smoke      # about 4 minutes: everything shrunk
 
 The default is the label-efficiency benchmark's scale and schedule (``FULL`` in
