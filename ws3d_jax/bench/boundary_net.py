@@ -30,6 +30,12 @@ VARIANTS = {
 }
 
 
+def full_scale_hash(room_seed: int) -> str:
+  """The settings hash of the benchmark's FULL scale on these rooms: the folder of its runs."""
+  from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
+  return le.settings_hash({'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'})
+
+
 def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le_out: Path) -> dict:
   import numpy as np  # noqa: PLC0415
   from clu import metric_writers  # noqa: PLC0415
@@ -44,8 +50,7 @@ def study(variant: str, ratio: int, seed: int, room_seed: int, workdir: Path, le
   for key, value in VARIANTS[variant].items():
     config.boundary[key] = value
   if config.boundary.init_from == 'SUP_ONLY':
-    settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
-    config.boundary.init_from = str(le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / 'sup_only')
+    config.boundary.init_from = str(le_out / full_scale_hash(room_seed) / 'semantic' / f'r{ratio}_s{seed}' / 'sup_only')
     config.boundary.init_step = le.warmup_step(config)
   config.boundary.quality_scenes = config.data.num_val
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
@@ -90,8 +95,7 @@ def semantic_reference(ratio: int, seed: int, room_seed: int, arm: str, workdir:
   from ws3d_jax.train.evaluate import scene_logits  # noqa: PLC0415
 
   config = le.run_config(ratio, arm, seed, le.FULL, room_seed)
-  settings = {'room_seed': room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'}
-  finished = le_out / le.settings_hash(settings) / 'semantic' / f'r{ratio}_s{seed}' / arm
+  finished = le_out / full_scale_hash(room_seed) / 'semantic' / f'r{ratio}_s{seed}' / arm
   data = sources.load_experiment(run_builder.data_spec(config), workdir)
   run = run_builder.build(config, data, one_device=True)
   model, profile = run.model, run.batcher.profile
@@ -133,9 +137,7 @@ def main(argv):
   if f.results:
     # The name carries the benchmark scale's hash: a reference or an init_sup variant reads that
     # scale's runs. (Records of the 1500-step scale, written before, carry none.)
-    from ws3d_jax.bench import label_efficiency as le  # noqa: PLC0415
-    scale = le.settings_hash({'room_seed': f.room_seed, 'scale': dataclasses.asdict(le.FULL), 'metric': 'miou'})
-    path = Path(f.results) / f'{f.variant}__r{f.ratio}_s{f.seed}_room{f.room_seed}__{scale}.json'
+    path = Path(f.results) / f'{f.variant}__r{f.ratio}_s{f.seed}_room{f.room_seed}__{full_scale_hash(f.room_seed)}.json'
     files.write_json(path, record)
     commit_record(path, f'boundary network {f.variant}')
 
