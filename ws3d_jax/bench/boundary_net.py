@@ -23,6 +23,7 @@ VARIANTS = {
     'base': {},  # the benchmark's: 150 steps, minkunet14 at width 0.25 (the main network's), batch 2
     'init_sup': {'init_from': 'SUP_ONLY'},
     'init_sup_steps600': {'init_from': 'SUP_ONLY', 'steps': 600},
+    'init_sup_steps2000': {'init_from': 'SUP_ONLY', 'steps': 2000},
     'steps600': {'steps': 600},
     'steps1500': {'steps': 1500},
     'width05_steps600': {'width_scale': 0.5, 'steps': 600},
