@@ -9,6 +9,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, '.')
 from ws3d_jax.bench import label_efficiency as le  # noqa: E402
 from ws3d_jax.bench import label_efficiency_report as le_report  # noqa: E402
@@ -61,6 +63,34 @@ def section(room_seed: int, title: str, intro: str) -> str:
   return f'{title}\n\n{intro}\n\nCommand: `{run_settings["command"]}`\n\n{body.strip()}\n\n'
 
 
+EXPERIMENT = 'ws3d_boundary_sup'  # the benchmark arm whose table follows each room seed's (section 0.7)
+
+
+def experiment_table(room_seed: int) -> str:
+  """WS3D with the stronger boundary network against WS3D and sup_only, per ratio, on the seeds
+  all three arms have, with the gains seed by seed; '' where the arm has no runs."""
+  runs = le.stored_records(Path(f'docs/results/le/room{room_seed}'), settings(room_seed))
+  summary = le_report.summarize(runs).get('semantic', {})
+  lines = []
+  for ratio, row in summary.items():
+    if EXPERIMENT not in row or 'ws3d' not in row:
+      continue
+    arms = [row[a] for a in ('sup_only', 'ws3d', EXPERIMENT)]
+    seeds = sorted(set.intersection(*(set(a['seeds'] for a in arms))))
+    value = lambda arm, seed: 100 * arm['values'][arm['seeds'].index(seed)]
+    cells = [' / '.join(f'{value(a, s):.1f}' for s in seeds) for a in arms]
+    stats = [f"{np.mean([value(a, s) for s in seeds]):.1f} ± {np.std([value(a, s) for s in seeds], ddof=1):.1f}"
+             if len(seeds) > 1 else cells[i] for i, a in enumerate(arms)]
+    minus = lambda a, b: ' / '.join(f'{value(a, s) - value(b, s):+.1f}' for s in seeds)
+    lines.append(f'| {ratio} | {len(seeds)} | {stats[0]} | {stats[1]} | {stats[2]} | {minus(arms[2], arms[1])} | '
+                 f'{minus(arms[2], arms[0])} |')
+  if not lines:
+    return ''
+  head = ['| labels | seeds | sup_only | WS3D | WS3D, boundary network from sup_only | change from WS3D, per seed | '
+          'gain over sup_only, per seed |', '|---|---|---|---|---|---|---|']
+  return f'Room seed {room_seed}:\n\n' + '\n'.join(head + lines) + '\n'
+
+
 def main() -> None:
   path = Path('docs/results.md')
   text = path.read_text()
@@ -68,6 +98,11 @@ def main() -> None:
     end = text.index(next_title)
     start = text.index(title) if title in text else end
     text = text[:start] + section(room_seed, title, intro) + text[end:]
+  # Section 0.7's generated tables sit between its markers; its text around them is by hand.
+  begin, end = '<!-- experiment tables: begin -->', '<!-- experiment tables: end -->'
+  if begin in text:
+    tables = '\n'.join(t for t in (experiment_table(0), experiment_table(5000)) if t)
+    text = text[:text.index(begin) + len(begin)] + '\n\n' + tables + '\n' + text[text.index(end):]
   path.write_text(text)
 
 
