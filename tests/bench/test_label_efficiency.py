@@ -183,3 +183,19 @@ def test_the_readme_main_job_is_the_benchmarks_ws3d_run_at_10pct_seed_0():
   # tests/train/test_labeled_warmup.py). Everything that trains is the same.
   assert {k for k in main.keys() | bench.keys() if main.get(k) != bench.get(k)} == {
       'train.log_every', 'train.keep_checkpoints', 'train.labeled_warmup'}
+
+
+def test_the_boundary_sup_arm_starts_its_boundary_network_from_the_sup_only_run():
+  base = Path('/runs/split')
+  ws3d = le.arm_config(base, 5, 'ws3d', 0, le.FULL, 0)
+  bsup = le.arm_config(base, 5, 'ws3d_boundary_sup', 0, le.FULL, 0)
+  assert (ws3d.boundary.init_from, ws3d.boundary.steps) == ('', le.FULL.boundary_steps)
+  assert bsup.boundary.init_from == str(base / 'sup_only')
+  assert bsup.boundary.init_step == le.warmup_step(bsup) == round(0.3 * le.FULL.steps)
+  assert bsup.boundary.steps == le.BOUNDARY_SUP_STEPS
+  # Its points are its own; a Table 5 case reads the full method's.
+  assert bsup.boundary.cache_dir == str(base / 'ws3d_boundary_sup' / 'boundary')
+  assert le.arm_config(base, 5, 'ws3d', 0, le.FULL, 0, 'no_pairwise').boundary.cache_dir == str(base / 'ws3d' / 'boundary')
+  # Everything else is the ws3d arm's.
+  differs = {k for k, v in flatten(bsup.to_dict()).items() if flatten(ws3d.to_dict()).get(k) != v}
+  assert differs == {'boundary.init_from', 'boundary.init_step', 'boundary.steps', 'boundary.cache_dir'}

@@ -118,6 +118,22 @@ def run_config(ratio: int, arm: str, seed: int, scale: Scale, room_seed: int, to
   return c
 
 
+def arm_config(base: Path, ratio: int, arm: str, seed: int, scale: Scale, room_seed: int, tokens: str = '',
+               instances: bool = False):
+  """run_config with where the arm's boundary network lives and what it starts from (``base``:
+  the folder of the split's runs)."""
+  config = run_config(ratio, arm, seed, scale, room_seed, tokens, instances)
+  # One boundary network per split and seed: the Table 5 cases read the full method's cache. The
+  # transductive arm has unlabeled scenes of its own (the validation rooms), and
+  # ws3d_boundary_sup a network of its own, so each a cache of its own.
+  own = arm in ('ws3d_transductive', 'ws3d_boundary_sup')
+  config.boundary.cache_dir = str(base / (arm if own else 'ws3d') / 'boundary')
+  if arm == 'ws3d_boundary_sup':
+    config.boundary.init_from, config.boundary.init_step = str(base / 'sup_only'), warmup_step(config)
+    config.boundary.steps = BOUNDARY_SUP_STEPS
+  return config
+
+
 def warmup_step(ws3d_config) -> int:
   return round(ws3d_config.loss.warmup * ws3d_config.train.steps)
 
@@ -283,15 +299,7 @@ def benchmark(out: Path, ratios, seeds, scale: Scale, room_seed: int, table5: bo
     if arm != 'sup_only' and warmup_step(run_config(ratio, arm, seed, scale, room_seed, tokens, instances)):
       init_from = base / 'sup_only'
       train_run(run_config(ratio, 'sup_only', seed, scale, room_seed, instances=instances), init_from)
-    config = run_config(ratio, arm, seed, scale, room_seed, tokens, instances)
-    # One boundary network per split and seed: the Table 5 cases read the full method's cache. The
-    # transductive arm has unlabeled scenes of its own (the validation rooms), and
-    # ws3d_boundary_sup a network of its own, so each a cache of its own.
-    config.boundary.cache_dir = str(base / (arm if arm in ('ws3d_transductive', 'ws3d_boundary_sup') else 'ws3d')
-                                    / 'boundary')
-    if arm == 'ws3d_boundary_sup':
-      config.boundary.init_from, config.boundary.init_step = str(base / 'sup_only'), warmup_step(config)
-      config.boundary.steps = BOUNDARY_SUP_STEPS
+    config = arm_config(base, ratio, arm, seed, scale, room_seed, tokens, instances)
     logging.info('benchmark: %s', key)
     summary = train_run(config, workdir, init_from)
     load = json.loads((workdir / 'load.json').read_text()) if (workdir / 'load.json').is_file() else {}
