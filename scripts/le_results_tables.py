@@ -76,7 +76,7 @@ def experiment_table(room_seed: int) -> str:
     if EXPERIMENT not in row or 'ws3d' not in row:
       continue
     arms = [row[a] for a in ('sup_only', 'ws3d', EXPERIMENT)]
-    seeds = sorted(set.intersection(*(set(a['seeds'] for a in arms))))
+    seeds = sorted(set.intersection(*(set(a['seeds']) for a in arms)))
     value = lambda arm, seed: 100 * arm['values'][arm['seeds'].index(seed)]
     cells = [' / '.join(f'{value(a, s):.1f}' for s in seeds) for a in arms]
     stats = [f"{np.mean([value(a, s) for s in seeds]):.1f} ± {np.std([value(a, s) for s in seeds], ddof=1):.1f}"
