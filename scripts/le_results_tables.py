@@ -72,7 +72,7 @@ def experiment_table(room_seed: int) -> str:
   runs = le.stored_records(Path(f'docs/results/le/room{room_seed}'), settings(room_seed))
   summary = le_report.summarize(runs).get('semantic', {})
   lines = []
-  for ratio, row in summary.items():
+  for ratio, row in sorted(summary.items(), key=lambda kv: int(kv[0].rstrip('pct'))):
     if EXPERIMENT not in row or 'ws3d' not in row:
       continue
     arms = [row[a] for a in ('sup_only', 'ws3d', EXPERIMENT)]
