@@ -30,7 +30,7 @@ SECTIONS = {
         'as of the last finished run. "WS3D wins" is the issue\'s rule: the mean gain at least 2 points and '
         'more than twice the larger of the two standard deviations, judged once both arms have the same seeds.'),
     '### 0.5 Rooms nobody tuned on (room seed 5000)': (
-        5000, '### 0.6 Table 5 and the instances at this scale',  # 0.6 is written by hand: kept as it is
+        5000, '### 0.6 Table 5, the instances and Tables 2-3',  # 0.6 is written by hand: kept as it is
         'The same scale, steps, schedule and method on another 224 generated rooms (`--room_seed=5000`), never '
         'used while choosing anything; reported whatever it shows. 5% and 10%, 3 seeds each (the calibration at '
         '100% is room seed 0\'s).'),
