@@ -90,8 +90,11 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
       is_last = step == loop.total_steps
       # Until the loop has a rate, every step is read back (a host sync a step, for a few
       # steps), and the step that gives the first rate is logged with its ETA; the first step
-      # is logged with what its compile cost.
+      # is logged with what its compile cost. After that, a read back every RESYNC_S seconds
+      # keeps the rate (and the console's ETA) true between rare log steps.
       first_rate = timer.rate() is None and read_back(metrics, timer, step)
+      if not first_rate and timer.resync_due():
+        read_back(metrics, timer, step)
       if step % loop.log_every == 0 or is_last or step == start + 1 or first_rate:
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
