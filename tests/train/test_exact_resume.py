@@ -58,13 +58,19 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_result(tmp_path):
   proc = subprocess.Popen([sys.executable, '-c', RUN, str(data_dir), str(killed)], cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  # Once a first checkpoint exists, a random moment within the next steps (mid-step, mid-save): ten
-  # steps remain, more than two seconds' worth even on a fast machine.
+  # Once checkpoints 2 and 4 exist, a random moment within about the next four steps (mid-step,
+  # mid-save), measured by this machine's own pace: a fixed delay (it was up to 2 s) outlasted the
+  # eight remaining steps once the compilation cache made them fast.
   deadline = time.time() + 900
-  while not (killed / 'checkpoints' / '2').is_dir():
-    assert proc.poll() is None and time.time() < deadline, 'the run to kill ended or hung before step 2'
-    time.sleep(0.2)
-  time.sleep(random.Random().uniform(0.0, 2.0))
+
+  def wait_for_checkpoint(step):
+    while not (killed / 'checkpoints' / str(step)).is_dir():
+      assert proc.poll() is None and time.time() < deadline, f'the run to kill ended or hung before step {step}'
+      time.sleep(0.02)
+    return time.time()
+
+  two_steps = -wait_for_checkpoint(2) + wait_for_checkpoint(4)
+  time.sleep(random.Random().uniform(0.0, 2 * two_steps))
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   steps_at_kill = sorted(int(p.name) for p in (killed / 'checkpoints').iterdir() if p.name.isdigit())
