@@ -19,6 +19,16 @@ def clock(monkeypatch):
   return c
 
 
+def started(clock, total, last_step, seconds):
+  """A timer that has read back steps 1 and ``last_step``, ``seconds`` apart: its first rate."""
+  timer = progress.StepTimer('t', 0, total)
+  timer.synced(1)
+  clock.now += seconds
+  timer.dispatched(last_step)
+  timer.synced(last_step)
+  return timer
+
+
 def run_steps(timer, clock, first, last, seconds_per_step):
   """Steps first..last at a fixed speed, read back where the timer's resync is due (as fit does
   between its log steps)."""
@@ -43,10 +53,7 @@ def test_rate_is_measured_between_read_backs(clock):
 def test_resync_keeps_the_rate_true_when_the_loop_slows_down(clock):
   # The first steps are fast (small buckets); the rest are 10x slower. Without a read back
   # between log steps the timer would keep the first rate for the whole loop.
-  timer = progress.StepTimer('t', 0, 1000)
-  timer.synced(1)
-  clock.now += 0.1
-  timer.synced(2)
+  timer = started(clock, 1000, 2, 0.1)
   assert timer.rate() == pytest.approx(10.0)
   assert not timer.resync_due()
   run_steps(timer, clock, 3, 200, seconds_per_step=1.0)
@@ -55,10 +62,7 @@ def test_resync_keeps_the_rate_true_when_the_loop_slows_down(clock):
 
 
 def test_a_compile_restarts_the_rate_without_dropping_it(clock):
-  timer = progress.StepTimer('t', 0, 100)
-  timer.synced(1)
-  clock.now += 1.0
-  timer.synced(3)
+  timer = started(clock, 100, 3, 1.0)
   assert timer.rate() == pytest.approx(2.0)
   timer.dispatched(4, compiled=True)
   clock.now += 30.0  # the compile
