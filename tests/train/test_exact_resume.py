@@ -69,7 +69,8 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_same_result(tmp_path):
       time.sleep(0.02)
     return time.time()
 
-  two_steps = -wait_for_checkpoint(2) + wait_for_checkpoint(4)
+  at_two = wait_for_checkpoint(2)
+  two_steps = wait_for_checkpoint(4) - at_two
   time.sleep(random.Random().uniform(0.0, 2 * two_steps))
   proc.send_signal(signal.SIGKILL)
   proc.wait()

@@ -92,9 +92,10 @@ def fit(loop: Loop, state, stream, model, objective, reader: steps.BatchReader, 
       # steps), and the step that gives the first rate is logged with its ETA; the first step
       # is logged with what its compile cost. After that, a read back every RESYNC_S seconds
       # keeps the rate (and the console's ETA) true between rare log steps.
-      first_rate = timer.rate() is None and read_back(metrics, timer, step)
-      if not first_rate and timer.resync_due():
+      had_rate = timer.rate() is not None
+      if not had_rate or timer.resync_due():
         read_back(metrics, timer, step)
+      first_rate = not had_rate and timer.rate() is not None
       if step % loop.log_every == 0 or is_last or step == start + 1 or first_rate:
         m = jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(metrics))
         timer.synced(step)
@@ -165,11 +166,10 @@ def time_to_save(seconds_since_save: float, every: float, multihost: bool) -> bo
   return due
 
 
-def read_back(metrics, timer: progress.StepTimer, step: int) -> bool:
-  """Waits for this step's results and tells the timer; True when that gave it its first rate."""
+def read_back(metrics, timer: progress.StepTimer, step: int) -> None:
+  """Waits for this step's results and tells the timer."""
   jax.block_until_ready(metrics['loss'])
   timer.synced(step)
-  return timer.rate() is not None
 
 
 def log_step(loop: Loop, step: int, scalars: dict, speed: str) -> None:
